@@ -1,0 +1,106 @@
+"""The compressor protocol, the registry of named methods, and the base class of our pruners.
+
+A compressor is anything callable as ``compressor(model, spec, calibration)`` that changes the model's
+weights in place. It never loads models, reads options or writes files. ``calibration`` is a
+``[samples, seqlen]`` tensor of token ids (or ``None`` for methods that need none).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from compressors.layerwise import InputStatistic, walk_blocks
+from kick_checks.spec import CompressionSpec, SpecError
+
+
+@runtime_checkable
+class Compressor(Protocol):
+    """Compress ``model`` in place according to ``spec``, using ``calibration`` token ids if needed."""
+
+    needs_calibration: bool
+
+    def __call__(self, model: nn.Module, spec: CompressionSpec, calibration: torch.Tensor | None) -> None: ...
+
+
+_REGISTRY: dict[str, Callable[[], Compressor]] = {}
+
+
+def register(name: str) -> Callable:
+    """Class decorator: make a compressor available as ``--kick-method NAME``."""
+
+    def add(factory):
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def available_methods() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_compressor(method: str) -> Compressor:
+    """The compressor for a registered name, or for an import path ``package.module:attribute``."""
+    _load_builtins()
+    if method in _REGISTRY:
+        return _REGISTRY[method]()
+    if ":" in method:
+        return _import_compressor(method)
+    raise SpecError(
+        f"--kick-method {method!r} is unknown: use one of {', '.join(available_methods())} "
+        "or an import path package.module:function"
+    )
+
+
+def _import_compressor(path: str) -> Compressor:
+    module_name, _, attribute = path.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise SpecError(f"--kick-method {path!r} cannot be imported ({error}): check the module path") from None
+    compressor = target() if isinstance(target, type) else target
+    if not callable(compressor):
+        raise SpecError(f"--kick-method {path!r} is not callable: point it at a function or class")
+    return compressor
+
+
+def _load_builtins() -> None:
+    if not _REGISTRY:
+        importlib.import_module("compressors.magnitude")
+        importlib.import_module("compressors.wanda")
+        importlib.import_module("compressors.sparsegpt")
+
+
+class LayerwisePruner:
+    """Base of our pruners: the shared calibration walk plus one per-layer rule.
+
+    Subclasses set ``needs_calibration``, build a statistic per layer (``statistic``) and return the pruned
+    weight for one layer (``prune_weight``). The weight math runs in float32 on the layer's device and the
+    result is cast back to the layer's dtype.
+    """
+
+    needs_calibration: bool = True
+
+    def statistic(self, name: str, layer: nn.Linear) -> InputStatistic:
+        raise NotImplementedError
+
+    def prune_weight(self, weight: torch.Tensor, statistic, spec: CompressionSpec) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, model: nn.Module, spec: CompressionSpec, calibration: torch.Tensor | None) -> None:
+        def compress(_name: str, layer: nn.Linear, statistic) -> None:
+            pruned = self.prune_weight(layer.weight.data.float(), statistic, spec)
+            layer.weight.data.copy_(pruned.to(layer.weight.dtype))
+
+        walk_blocks(
+            model,
+            calibration if self.needs_calibration else None,
+            statistic=self.statistic if self.needs_calibration else None,
+            compress=compress,
+        )

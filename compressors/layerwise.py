@@ -1,0 +1,189 @@
+"""The layer-by-layer calibration walk shared by every calibrated compressor (ours and plug-ins).
+
+Only one decoder block's inputs live in memory at a time: the calibration tokens are embedded once, then each
+block in turn is moved to the execution device, its linear layers' inputs are observed, the layers are
+compressed, and the block is run again so the next block sees the outputs of the already-compressed blocks
+before it (as SparseGPT and Wanda do). A model far larger than its activations therefore compresses in
+bounded memory, whether it sits on the CPU or on a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+class InputStatistic(Protocol):
+    """Accumulates what a compressor needs to know about one linear layer's inputs."""
+
+    def add_batch(self, inputs: torch.Tensor) -> None: ...
+
+
+#: Builds a fresh statistic for one linear layer (``None`` when the method needs no calibration).
+StatisticFactory = Callable[[str, nn.Linear], InputStatistic]
+#: Compresses one linear layer in place, given its name and (for calibrated methods) its statistic.
+LayerAction = Callable[[str, nn.Linear, Any], None]
+
+
+class _StopForward(Exception):
+    """Raised inside the first block's pre-hook: the embeddings are all we need from the full model."""
+
+
+@dataclass
+class _BlockInput:
+    hidden_states: torch.Tensor
+    kwargs: dict[str, Any]
+
+
+def decoder_blocks(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of decoder blocks (Llama, Mistral, Qwen, Gemma, GPT-2-style and most others)."""
+    for getter in (
+        lambda: model.get_decoder().layers,
+        lambda: model.model.layers,
+        lambda: model.transformer.h,
+        lambda: model.model.decoder.layers,
+    ):
+        try:
+            blocks = getter()
+        except AttributeError:
+            continue
+        if isinstance(blocks, nn.ModuleList) and len(blocks):
+            return blocks
+    expected = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    candidates = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == expected]
+    if candidates:
+        return candidates[0]
+    raise TypeError(
+        f"cannot find the decoder blocks of {type(model).__name__}: the model needs a ModuleList of "
+        "transformer blocks (e.g. model.model.layers)"
+    )
+
+
+def linear_layers(block: nn.Module) -> dict[str, nn.Linear]:
+    """The linear layers inside one block, by their name relative to the block."""
+    return {name: module for name, module in block.named_modules() if isinstance(module, nn.Linear)}
+
+
+def compressible_layers(model: nn.Module) -> Iterator[tuple[str, nn.Linear]]:
+    """Every linear layer inside the decoder blocks, with its full name (embeddings and head excluded)."""
+    for index, block in enumerate(decoder_blocks(model)):
+        for name, layer in linear_layers(block).items():
+            yield f"layers.{index}.{name}", layer
+
+
+def _execution_device(model: nn.Module) -> torch.device:
+    embeddings = model.get_input_embeddings()
+    return next(embeddings.parameters()).device
+
+
+def _first_block_inputs(
+    model: nn.Module, blocks: nn.ModuleList, calibration: torch.Tensor, batch_size: int
+) -> list[_BlockInput]:
+    captured: list[_BlockInput] = []
+
+    def capture(_module, args, kwargs):
+        kwargs = dict(kwargs)
+        hidden = args[0] if args else kwargs.pop("hidden_states")
+        for cache_key in ("past_key_values", "past_key_value", "layer_past", "use_cache"):
+            kwargs.pop(cache_key, None)
+        captured.append(_BlockInput(hidden.detach(), kwargs))
+        raise _StopForward
+
+    device = _execution_device(model)
+    first_block_device = next(blocks[0].parameters()).device
+    handle = blocks[0].register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        for start in range(0, calibration.shape[0], batch_size):
+            batch = calibration[start : start + batch_size].to(device)
+            try:
+                model(input_ids=batch, use_cache=False)
+            except _StopForward:
+                pass
+    finally:
+        handle.remove()
+    if first_block_device != device:
+        for item in captured:
+            item.hidden_states = item.hidden_states.to(first_block_device)
+    return captured
+
+
+def _run_block(block: nn.Module, inputs: list[_BlockInput]) -> list[torch.Tensor]:
+    outputs = []
+    for item in inputs:
+        out = block(item.hidden_states, **item.kwargs)
+        outputs.append(out[0] if isinstance(out, tuple) else out)
+    return outputs
+
+
+@torch.no_grad()
+def walk_blocks(
+    model: nn.Module,
+    calibration: torch.Tensor | None,
+    *,
+    statistic: StatisticFactory | None,
+    compress: LayerAction,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+) -> None:
+    """Compress every linear layer of every decoder block, block by block.
+
+    ``calibration`` holds token ids ``[samples, seqlen]``. With ``statistic=None`` no data flows and each layer
+    is compressed from its weights alone. ``device`` is where each block runs while it is compressed (default:
+    the device of the input embeddings); blocks go back to where they were afterwards.
+    """
+    blocks = decoder_blocks(model)
+    if statistic is None or calibration is None:
+        for index, block in enumerate(blocks):
+            for name, layer in linear_layers(block).items():
+                compress(f"layers.{index}.{name}", layer, None)
+        return
+
+    was_training = model.training
+    model.eval()
+    inputs = _first_block_inputs(model, blocks, calibration, batch_size)
+    work_device = torch.device(device) if device is not None else inputs[0].hidden_states.device
+    for item in inputs:
+        item.hidden_states = item.hidden_states.to(work_device)
+        item.kwargs = _to_device(item.kwargs, work_device)
+
+    for index, block in enumerate(blocks):
+        home = next(block.parameters()).device
+        block.to(work_device)
+        layers = linear_layers(block)
+        statistics = {name: statistic(f"layers.{index}.{name}", layer) for name, layer in layers.items()}
+        handles = [
+            layer.register_forward_hook(_observer(statistics[name])) for name, layer in layers.items()
+        ]
+        try:
+            _run_block(block, inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for name, layer in layers.items():
+            compress(f"layers.{index}.{name}", layer, statistics[name])
+        del statistics
+        for item, output in zip(inputs, _run_block(block, inputs)):
+            item.hidden_states = output
+        block.to(home)
+    model.train(was_training)
+
+
+def _observer(statistic: InputStatistic):
+    def observe(_module, args, _output):
+        statistic.add_batch(args[0].detach())
+
+    return observe
+
+
+def _to_device(value, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(item, device) for item in value)
+    return value

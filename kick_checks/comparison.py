@@ -1,0 +1,96 @@
+"""Comparing a compressed model's task result with the stored dense baseline, item by item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kick_checks.baselines import UPDATE_HINT, Baseline
+from kick_checks.tasks.base import TaskResult
+
+DEFAULT_TOLERANCE = 0.05
+SHOWN_LOST_ITEMS = 5
+
+
+@dataclass(frozen=True)
+class LostItem:
+    id: str
+    dense_prediction: str
+    compressed_prediction: str
+
+
+@dataclass
+class Comparison:
+    """Dense vs compressed on the items both have. Only a loss can fail (the gate is one-sided)."""
+
+    task: str
+    metric: str
+    dense: float
+    compressed: float
+    n: int
+    tolerance: float
+    spec_label: str
+    baseline_path: str
+    lost: list[LostItem] = field(default_factory=list)
+    gained: int = 0
+
+    @property
+    def relative_drop(self) -> float:
+        """Fraction of the dense score that was lost (negative when the compressed model did better)."""
+        if self.dense <= 0:
+            return 0.0
+        return (self.dense - self.compressed) / self.dense
+
+    @property
+    def passed(self) -> bool:
+        return self.relative_drop <= self.tolerance + 1e-12
+
+    def summary_line(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"{self.task}: {self.metric} dense {self.dense:.3f} -> {self.compressed:.3f} "
+            f"(drop {self.relative_drop:+.1%}, tolerance {self.tolerance:.1%}, n={self.n}) {verdict}"
+        )
+
+    def failure_message(self) -> str:
+        lines = [
+            f"{self.task} lost more than the tolerance under {self.spec_label}:",
+            f"  {self.metric}: dense {self.dense:.3f} -> compressed {self.compressed:.3f} "
+            f"(relative drop {self.relative_drop:.1%} > tolerance {self.tolerance:.1%}) on {self.n} items",
+            f"  {len(self.lost)} items lost, {self.gained} gained; baseline {self.baseline_path}",
+        ]
+        for item in self.lost[:SHOWN_LOST_ITEMS]:
+            lines.append(
+                f"  lost {item.id}: dense {item.dense_prediction!r} -> compressed {item.compressed_prediction!r}"
+            )
+        lines.append(
+            "  if this loss is intended, raise the tolerance (--kick-tolerance TASK=VALUE or [tool.kick]); "
+            f"if the dense model changed, re-record with {UPDATE_HINT}"
+        )
+        return "\n".join(lines)
+
+
+def compare(baseline: Baseline, result: TaskResult, tolerance: float, spec_label: str) -> Comparison:
+    """Score both sides on the items they share and list the items the compressed model lost."""
+    dense_items = baseline.by_id()
+    shared = [item for item in result.items if item.id in dense_items]
+    dense_scores = [dense_items[item.id].score for item in shared]
+    compressed_scores = [item.score for item in shared]
+    lost = [
+        LostItem(item.id, dense_items[item.id].prediction, item.prediction)
+        for item in shared
+        if item.score < dense_items[item.id].score
+    ]
+    gained = sum(1 for item in shared if item.score > dense_items[item.id].score)
+    count = len(shared)
+    return Comparison(
+        task=result.task,
+        metric=result.metric,
+        dense=sum(dense_scores) / count if count else 0.0,
+        compressed=sum(compressed_scores) / count if count else 0.0,
+        n=count,
+        tolerance=tolerance,
+        spec_label=spec_label,
+        baseline_path=str(baseline.path),
+        lost=lost,
+        gained=gained,
+    )

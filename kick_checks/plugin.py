@@ -1,0 +1,164 @@
+"""The pytest plugin: ``--kick-*`` options, the ``kick`` marker, session fixtures and the summary.
+
+Loaded through the ``pytest11`` entry point wherever kick-checks is installed. ``pytest -m kick`` also
+collects the installed LLM-KICK suite (``tests_kick``) when no test paths are given, so a project that
+installs kick-checks gets the suite without copying it. The work itself lives in :mod:`kick_checks.session`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from kick_checks.comparison import Comparison
+from kick_checks.errors import KickError
+from kick_checks.models import DEFAULT_MODEL
+from kick_checks.session import KickSession, Recorded
+from kick_checks.settings import RunSettings, build_settings, read_tool_config
+
+_SETTINGS = pytest.StashKey[RunSettings]()
+_SESSION = pytest.StashKey[KickSession]()
+_OPTIONS = {
+    "model": "kick_model",
+    "dtype": "kick_dtype",
+    "device": "kick_device",
+    "sparsity": "kick_sparsity",
+    "method": "kick_method",
+    "pattern": "kick_pattern",
+    "calib_samples": "kick_calib_samples",
+    "calib_seqlen": "kick_calib_seqlen",
+    "calib_seed": "kick_calib_seed",
+    "calib_data": "kick_calib_data",
+    "tolerance": "kick_tolerance",
+    "update_baselines": "kick_update_baselines",
+    "baselines_dir": "kick_baselines_dir",
+    "cache_dir": "kick_cache_dir",
+    "data": "kick_data",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kick", "kick-checks: LLM compression gate (LLM-KICK tasks)")
+    group.addoption("--kick-model", dest="kick_model", default=None,
+                    help=f"embedded model alias, local directory/.gguf file or Hugging Face id (default {DEFAULT_MODEL})")
+    group.addoption("--kick-dtype", dest="kick_dtype", default=None,
+                    choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype (default auto: bfloat16)")
+    group.addoption("--kick-device", dest="kick_device", default=None,
+                    help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
+    group.addoption("--sparsity", dest="kick_sparsity", default=None,
+                    help="fraction of weights to remove, 0 <= s < 1 (default 0: the dense model)")
+    group.addoption("--kick-method", dest="kick_method", default=None,
+                    help="compression method: magnitude, wanda (default), sparsegpt, or package.module:function")
+    group.addoption("--kick-pattern", dest="kick_pattern", default=None,
+                    help="unstructured (default) or N:M such as 2:4 = N zeros in every M consecutive input weights")
+    group.addoption("--kick-calib-samples", dest="kick_calib_samples", default=None,
+                    help="calibration windows (default 128)")
+    group.addoption("--kick-calib-seqlen", dest="kick_calib_seqlen", default=None,
+                    help="tokens per calibration window (default 256)")
+    group.addoption("--kick-calib-seed", dest="kick_calib_seed", default=None,
+                    help="seed for sampling calibration windows (default 0)")
+    group.addoption("--kick-calib-data", dest="kick_calib_data", default=None,
+                    help="plain-text calibration file instead of the bundled text")
+    group.addoption("--kick-tolerance", dest="kick_tolerance", action="append", default=None,
+                    help="allowed relative drop, VALUE for all tasks or TASK=VALUE (repeatable; default 0.05)")
+    group.addoption("--kick-update-baselines", dest="kick_update_baselines", action="store_true", default=False,
+                    help="evaluate the dense model and (re)write the baselines")
+    group.addoption("--kick-baselines-dir", dest="kick_baselines_dir", default=None,
+                    help="folder of baselines (default <rootdir>/baselines, else the baselines shipped)")
+    group.addoption("--kick-cache-dir", dest="kick_cache_dir", default=None,
+                    help="cache for converted models (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
+    group.addoption("--kick-data", dest="kick_data", action="append", default=None,
+                    help="NAME=PATH: evaluate task data NAME (factoid_qa, retrieval_qa) from a JSON-lines file")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kick: an LLM-KICK check of the compressed model against a dense baseline")
+    options = {name: config.getoption(dest) for name, dest in _OPTIONS.items()}
+    try:
+        tool_config = read_tool_config(config.rootpath / "pyproject.toml")
+        config.stash[_SETTINGS] = build_settings(options, tool_config, config.rootpath)
+    except KickError as error:
+        raise pytest.UsageError(str(error)) from None
+    _add_installed_suite(config)
+
+
+def _add_installed_suite(config: pytest.Config) -> None:
+    """Collect the installed ``tests_kick`` when ``-m`` selects kick tests and no paths were given."""
+    if "kick" not in (config.option.markexpr or "") or config.args_source == pytest.Config.ArgsSource.ARGS:
+        return
+    import tests_kick
+
+    suite = Path(tests_kick.__file__).parent.resolve()
+    for argument in config.args:
+        path = Path(argument.split("::")[0]).resolve()
+        if path == suite or path in suite.parents:
+            return
+    config.args.append(str(suite))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Check the model and spec before any kick test runs, so bad input is one line, not N errors."""
+    if not any(item.get_closest_marker("kick") for item in session.items):
+        return
+    try:
+        session.config.stash[_SESSION] = KickSession(session.config.stash[_SETTINGS], session.config.rootpath)
+    except KickError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+@pytest.fixture(scope="session")
+def kick_session(request: pytest.FixtureRequest) -> KickSession:
+    """The session's kick run: the model under test, compressed once, and its task results."""
+    config = request.config
+    if _SESSION not in config.stash:
+        try:
+            config.stash[_SESSION] = KickSession(config.stash[_SETTINGS], config.rootpath)
+        except KickError as error:
+            pytest.fail(str(error), pytrace=False)
+    return config.stash[_SESSION]
+
+
+@pytest.fixture
+def kick_check(kick_session: KickSession):
+    """Check one task: ``kick_check("factoid_qa")`` fails the test when the compressed model lost too much.
+
+    In ``--kick-update-baselines`` mode it records the dense result instead.
+    """
+
+    def check(task_key: str) -> Comparison | Recorded:
+        try:
+            outcome = kick_session.check(task_key)
+        except KickError as error:
+            pytest.fail(str(error), pytrace=False)
+        if isinstance(outcome, Comparison) and not outcome.passed:
+            pytest.fail(outcome.failure_message(), pytrace=False)
+        return outcome
+
+    return check
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION, None)
+    if session is None or not session.outcomes:
+        return
+    terminalreporter.section("kick-checks")
+    loaded = session._loaded
+    model = f"{session.ref.alias} ({session.dtype}, {session.device})"
+    terminalreporter.write_line(f"model: {model}; compression: {session.settings.spec.label()}")
+    if session.compression is not None:
+        terminalreporter.write_line(session.compression.summary())
+    for outcome in session.outcomes:
+        if isinstance(outcome, Recorded):
+            before = "new" if outcome.previous is None else f"was {outcome.previous:.3f}"
+            terminalreporter.write_line(
+                f"{outcome.task}: recorded dense {outcome.score:.3f} on {outcome.n} items ({before}) -> {outcome.path}"
+            )
+        else:
+            terminalreporter.write_line(outcome.summary_line(), red=not outcome.passed, green=outcome.passed)
+    if loaded is None:
+        return
+
+
+logging.getLogger("kick_checks").setLevel(logging.INFO)

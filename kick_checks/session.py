@@ -1,0 +1,158 @@
+"""One kick run: load the model, compress it once, evaluate tasks, compare with (or record) dense baselines.
+
+This is the flow ``spec -> model -> compressor -> evaluation -> baseline comparison``, free of pytest so
+the plugin and the ``kick`` CLI share it. Everything expensive happens at most once per session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import kick_checks
+from compressors import CompressionReport, get_compressor, measure_sparsity
+from kick_checks.baselines import (
+    UPDATE_HINT,
+    baseline_fingerprint,
+    baseline_path,
+    fingerprint_changes,
+    read_baseline,
+    write_baseline,
+)
+from kick_checks.calibration import calibration_text, calibration_tokens
+from kick_checks.comparison import Comparison, compare
+from kick_checks.errors import KickError
+from kick_checks.models import LoadedModel, ModelRef, load_model, resolve_device, resolve_dtype, resolve_model
+from kick_checks.settings import RunSettings
+from kick_checks.spec import SpecError
+from kick_checks.tasks import TaskResult, get_task
+
+log = logging.getLogger("kick_checks")
+#: Largest allowed gap between the target and the achieved overall sparsity (weights already zero in the
+#: dense model may push it up a little; anything more is a compressor bug).
+SPARSITY_SLACK = 1e-3
+
+
+def shipped_baselines_dir() -> Path:
+    """The dense baselines shipped with kick-checks: inside the wheel, or ``baselines/`` of a checkout."""
+    package = Path(kick_checks.__file__).parent
+    installed = package / "stored_baselines"
+    return installed if installed.is_dir() else package.parent / "baselines"
+
+
+@dataclass
+class Recorded:
+    """A baseline written in update mode."""
+
+    task: str
+    path: Path
+    score: float
+    n: int
+    previous: float | None
+
+
+class KickSession:
+    def __init__(self, settings: RunSettings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self.ref: ModelRef = resolve_model(settings.model)
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self._loaded: LoadedModel | None = None
+        self.compression: CompressionReport | None = None
+        self.dense_zeros = 0
+        self._results: dict[str, TaskResult] = {}
+        self.outcomes: list[Comparison | Recorded] = []
+        self.compressor = None if settings.spec.is_dense else self._compressor()
+
+    def _compressor(self):
+        try:
+            return get_compressor(self.settings.spec.method)
+        except SpecError as error:
+            raise KickError(str(error)) from None
+
+    # -- model -------------------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> LoadedModel:
+        """The model under test, compressed according to the spec (loaded and compressed on first use)."""
+        if self._loaded is None:
+            started = time.perf_counter()
+            loaded = load_model(self.ref, dtype=self.dtype, device=self.device, cache_dir=self.settings.cache_dir)
+            log.info("loaded %s (%s, %s) in %.1fs", self.ref.alias, self.dtype, self.device,
+                     time.perf_counter() - started)
+            if self.compressor is not None:
+                self._compress(loaded)
+            self._loaded = loaded
+        return self._loaded
+
+    def _compress(self, loaded: LoadedModel) -> None:
+        spec = self.settings.spec
+        self.dense_zeros = measure_sparsity(loaded.model).zeros
+        calibration = None
+        if getattr(self.compressor, "needs_calibration", True):
+            text = calibration_text(self.settings.calib_data)
+            calibration = calibration_tokens(
+                loaded.tokenizer, spec.calib_samples, spec.calib_seqlen, spec.calib_seed, text
+            )
+        started = time.perf_counter()
+        self.compressor(loaded.model, spec, calibration)
+        report = measure_sparsity(loaded.model)
+        report.seconds = time.perf_counter() - started
+        self.compression = report
+        log.info("compressed with %s: %s", spec.label(), report.summary())
+        if abs(report.sparsity - spec.sparsity) > SPARSITY_SLACK + self.dense_zeros / max(report.numel, 1):
+            raise KickError(
+                f"compressor {spec.method!r} reached {report.sparsity:.4%} sparsity, not the requested "
+                f"{spec.sparsity:.4%}: the compressor is wrong (see the per-layer report)"
+            )
+        loaded.fingerprint = {**loaded.fingerprint, "compression": spec.to_dict()}
+
+    # -- tasks -------------------------------------------------------------------------------------------
+    def result(self, task_key: str) -> TaskResult:
+        if task_key not in self._results:
+            task = get_task(task_key)
+            loaded = self.loaded
+            result = task.run(loaded.model, loaded.tokenizer, self.settings.data_paths.get(task.data_name))
+            log.info("%s: %s %.3f on %d items in %.1fs", task_key, result.metric, result.score, result.n,
+                     result.seconds)
+            self._results[task_key] = result
+        return self._results[task_key]
+
+    # -- baselines ---------------------------------------------------------------------------------------
+    def baselines_dir(self, for_writing: bool = False) -> Path:
+        """Configured folder, else ``<rootdir>/baselines``, else (reading only) the baselines we ship."""
+        if self.settings.baselines_dir is not None:
+            return self.settings.baselines_dir
+        local = self.root / "baselines"
+        if for_writing or local.is_dir():
+            return local
+        return shipped_baselines_dir()
+
+    def check(self, task_key: str) -> Comparison | Recorded:
+        """Compare the task's compressed result with its dense baseline, or record the baseline."""
+        result = self.result(task_key)
+        fingerprint = self.loaded.fingerprint
+        if self.settings.update_baselines:
+            path = baseline_path(self.baselines_dir(for_writing=True), self.ref.alias, task_key)
+            previous = None
+            if path.is_file():
+                try:
+                    previous = read_baseline(path).score
+                except KickError:
+                    previous = None
+            write_baseline(path, result, fingerprint)
+            outcome: Comparison | Recorded = Recorded(task_key, path, result.score, result.n, previous)
+        else:
+            path = baseline_path(self.baselines_dir(), self.ref.alias, task_key)
+            baseline = read_baseline(path)
+            changes = fingerprint_changes(baseline.fingerprint, baseline_fingerprint(fingerprint, result.fingerprint))
+            if changes:
+                raise KickError(
+                    f"baseline {path} was recorded under other settings ({'; '.join(changes)}): "
+                    f"re-record it with {UPDATE_HINT} or run with the recorded settings"
+                )
+            outcome = compare(baseline, result, self.settings.tolerance_for(task_key), self.settings.spec.label())
+        self.outcomes.append(outcome)
+        return outcome

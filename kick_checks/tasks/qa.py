@@ -1,0 +1,86 @@
+"""Short-answer QA by greedy generation and exact match: the engine under factoid and retrieval QA.
+
+The prompt is a plain few-shot completion ("Question: ... / Answer: ..."), which keeps chat models to terse
+answers that exact match can judge (a chat template makes small models answer in full sentences).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from kick_checks.generation import greedy_generate
+from kick_checks.scoring import exact_match, first_answer_line
+from kick_checks.tasks.base import ItemOutcome, TaskResult
+
+INSTRUCTION = "Answer each question with a short answer."
+
+
+@dataclass(frozen=True)
+class QAItem:
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    passage: str | None = None
+    category: str = ""
+
+
+@dataclass(frozen=True)
+class QAShot:
+    question: str
+    answer: str
+    passage: str | None = None
+
+
+@dataclass(frozen=True)
+class Decoding:
+    max_new_tokens: int = 16
+    stop: tuple[str, ...] = ("\n",)
+    batch_size: int = 16
+
+    def to_dict(self) -> dict:
+        return {"greedy": True, "max_new_tokens": self.max_new_tokens, "stop": list(self.stop),
+                "batch_size": self.batch_size}
+
+
+def _block(question: str, passage: str | None, answer: str | None) -> str:
+    text = f"Passage: {passage}\nQuestion: {question}\n" if passage is not None else f"Question: {question}\n"
+    return text + ("Answer:" if answer is None else f"Answer: {answer}\n\n")
+
+
+def build_prompt(item: QAItem, shots: tuple[QAShot, ...], with_passage: bool) -> str:
+    """Instruction, the worked shots, then the item's question (with its passage for open book)."""
+    parts = [INSTRUCTION + "\n\n"]
+    for shot in shots:
+        parts.append(_block(shot.question, shot.passage if with_passage else None, shot.answer))
+    parts.append(_block(item.question, item.passage if with_passage else None, None))
+    return "".join(parts)
+
+
+@dataclass
+class ShortAnswerQA:
+    """A generation QA task: prompt each item, take the first answer line, score exact match."""
+
+    key: str
+    with_passage: bool
+    shots: tuple[QAShot, ...]
+    prompt_version: str
+    decoding: Decoding = field(default_factory=Decoding)
+    metric: str = "exact_match"
+
+    def evaluate(self, model, tokenizer, items: list[QAItem], fingerprint: dict) -> TaskResult:
+        started = time.perf_counter()
+        prompts = [build_prompt(item, self.shots, self.with_passage) for item in items]
+        generated = greedy_generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=self.decoding.max_new_tokens,
+            stop=self.decoding.stop,
+            batch_size=self.decoding.batch_size,
+        )
+        outcomes = []
+        for item, text in zip(items, generated):
+            prediction = first_answer_line(text)
+            outcomes.append(ItemOutcome(item.id, float(exact_match(prediction, list(item.answers))), prediction))
+        return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started)
