@@ -70,11 +70,13 @@ def _import_compressor(path: str) -> Compressor:
     return compressor
 
 
+_BUILTIN_MODULES = ("compressors.magnitude", "compressors.wanda", "compressors.sparsegpt")
+
+
 def _load_builtins() -> None:
-    if not _REGISTRY:
-        importlib.import_module("compressors.magnitude")
-        importlib.import_module("compressors.wanda")
-        importlib.import_module("compressors.sparsegpt")
+    """Import the built-in methods so they register themselves (imports are cached, so this is cheap)."""
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 class LayerwisePruner:

@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny models built from a config (no downloads), cached for the whole test session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import build_tiny_model, train_toy_qa_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised two-block Llama with its tokenizer, saved as a model directory."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def toy_qa(tmp_path_factory) -> tuple[Path, Path]:
+    """(model directory, data file): a tiny Llama trained to answer a toy factoid set perfectly."""
+    return train_toy_qa_model(tmp_path_factory.mktemp("toy-qa"))
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir):
+    from kick_checks.models import load_model, resolve_model
+
+    return load_model(resolve_model(str(tiny_model_dir)), dtype="float32", device="cpu")
