@@ -20,6 +20,7 @@ from kick_checks.settings import RunSettings, build_settings, read_tool_config
 
 _SETTINGS = pytest.StashKey[RunSettings]()
 _SESSION = pytest.StashKey[KickSession]()
+_ROOT = pytest.StashKey[Path]()
 _OPTIONS = {
     "model": "kick_model",
     "dtype": "kick_dtype",
@@ -77,11 +78,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kick: an LLM-KICK check of the compressed model against a dense baseline")
     options = {name: config.getoption(dest) for name, dest in _OPTIONS.items()}
     try:
-        tool_config = read_tool_config(config.rootpath / "pyproject.toml")
-        config.stash[_SETTINGS] = build_settings(options, tool_config, config.rootpath)
+        pyproject = find_pyproject(config)
+        config.stash[_ROOT] = pyproject.parent if pyproject is not None else config.rootpath
+        tool_config = read_tool_config(pyproject)
+        config.stash[_SETTINGS] = build_settings(options, tool_config, config.stash[_ROOT])
     except KickError as error:
         raise pytest.UsageError(str(error)) from None
     _add_installed_suite(config)
+
+
+def find_pyproject(config: pytest.Config) -> Path | None:
+    """The pyproject.toml holding ``[tool.kick]``: pytest's own if it is one, else the nearest one above
+    the invocation directory, else the rootdir's."""
+    if config.inipath is not None and config.inipath.name == "pyproject.toml":
+        return config.inipath
+    start = Path(config.invocation_params.dir).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder / "pyproject.toml"
+    candidate = config.rootpath / "pyproject.toml"
+    return candidate if candidate.is_file() else None
 
 
 def _add_installed_suite(config: pytest.Config) -> None:
@@ -103,7 +119,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not any(item.get_closest_marker("kick") for item in session.items):
         return
     try:
-        session.config.stash[_SESSION] = KickSession(session.config.stash[_SETTINGS], session.config.rootpath)
+        session.config.stash[_SESSION] = KickSession(session.config.stash[_SETTINGS], session.config.stash[_ROOT])
     except KickError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -114,7 +130,7 @@ def kick_session(request: pytest.FixtureRequest) -> KickSession:
     config = request.config
     if _SESSION not in config.stash:
         try:
-            config.stash[_SESSION] = KickSession(config.stash[_SETTINGS], config.rootpath)
+            config.stash[_SESSION] = KickSession(config.stash[_SETTINGS], config.stash[_ROOT])
         except KickError as error:
             pytest.fail(str(error), pytrace=False)
     return config.stash[_SESSION]
@@ -144,7 +160,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if session is None or not session.outcomes:
         return
     terminalreporter.section("kick-checks")
-    loaded = session._loaded
     model = f"{session.ref.alias} ({session.dtype}, {session.device})"
     terminalreporter.write_line(f"model: {model}; compression: {session.settings.spec.label()}")
     if session.compression is not None:
@@ -157,8 +172,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             )
         else:
             terminalreporter.write_line(outcome.summary_line(), red=not outcome.passed, green=outcome.passed)
-    if loaded is None:
-        return
 
 
 logging.getLogger("kick_checks").setLevel(logging.INFO)

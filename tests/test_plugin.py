@@ -1,0 +1,111 @@
+"""The kick suite run through pytest itself (pytester) on a tiny model trained on a toy factoid set."""
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def kick_args(toy_qa, tmp_path):
+    model_dir, data = toy_qa
+    baselines = tmp_path / "baselines"
+    return [
+        "-m", "kick", "-k", "factoid", "-p", "no:cacheprovider",
+        "--kick-model", str(model_dir), "--kick-dtype", "float32", "--kick-device", "cpu",
+        "--kick-data", f"factoid_qa={data}", "--kick-baselines-dir", str(baselines),
+        "--kick-calib-samples", "4", "--kick-calib-seqlen", "32",
+    ]
+
+
+def record(pytester, kick_args):
+    result = pytester.runpytest(*kick_args, "--kick-update-baselines")
+    result.assert_outcomes(passed=1)
+    return result
+
+
+def test_update_writes_a_baseline_with_fingerprint(pytester, kick_args, toy_qa, tmp_path):
+    result = record(pytester, kick_args)
+    path = tmp_path / "baselines" / toy_qa[0].name / "factoid_qa.json"
+    document = json.loads(path.read_text())
+    assert document["schema"] == 1 and document["n"] == 12 and document["score"] == 1.0
+    assert set(document["fingerprint"]) >= {"model", "task_data", "prompt_version", "decoding", "kick_checks_version"}
+    assert document["fingerprint"]["model"]["dtype"] == "float32"
+    assert len(document["items"]) == 12
+    result.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items (new)*"])
+
+
+def test_low_sparsity_passes_and_high_sparsity_fails(pytester, kick_args):
+    record(pytester, kick_args)
+    low = pytester.runpytest(*kick_args, "--sparsity", "0.1", "--kick-method", "magnitude")
+    low.assert_outcomes(passed=1)
+    low.stdout.fnmatch_lines(["*achieved sparsity 10.0*", "*factoid_qa: exact_match dense 1.000 -> 1.000*PASS*"])
+
+    high = pytester.runpytest(*kick_args, "--sparsity", "0.9", "--kick-method", "magnitude")
+    high.assert_outcomes(failed=1)
+    high.stdout.fnmatch_lines([
+        "*factoid_qa lost more than the tolerance under magnitude 90% unstructured*",
+        "*dense 1.000 -> compressed*relative drop*> tolerance 5.0%*",
+        "*lost toy-00: dense 'red' -> compressed*",
+        "*--kick-update-baselines*",
+    ])
+
+
+def test_wanda_and_sparsegpt_run_through_the_suite(pytester, kick_args):
+    record(pytester, kick_args)
+    for method in ("wanda", "sparsegpt"):
+        result = pytester.runpytest(*kick_args, "--sparsity", "0.2", "--kick-method", method,
+                                    "--kick-tolerance", "1.0")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["*achieved sparsity 20.0*"])
+
+
+def test_missing_baseline_fails_and_names_the_update_command(pytester, kick_args):
+    result = pytester.runpytest(*kick_args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*no dense baseline at*factoid_qa.json: record it with pytest -m kick "
+                                 "--kick-update-baselines*"])
+
+
+def test_mismatched_baseline_names_what_changed(pytester, kick_args):
+    record(pytester, kick_args)
+    args = [arg if arg != "float32" else "bfloat16" for arg in kick_args]
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*recorded under other settings (model dtype: 'float32' -> 'bfloat16')*"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sparsity", "1.5"], "*--sparsity 1.5 is outside [[]0, 1)*"),
+        (["--kick-pattern", "3:2"], "*not a valid N:M pattern*"),
+        (["--kick-method", "nosuch", "--sparsity", "0.5"], "*--kick-method 'nosuch' is unknown*"),
+        (["--kick-model", "/no/such/dir"], "*is not an embedded model*"),
+        (["--kick-tolerance", "lots"], "*--kick-tolerance 'lots' is not a number*"),
+        (["--sparsity", "0.5", "--kick-update-baselines"], "*records the dense model*"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(pytester, kick_args, extra, message):
+    result = pytester.runpytest(*kick_args, *extra)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_tool_kick_config_sets_tolerance_and_rejects_unknown_keys(pytester, kick_args):
+    record(pytester, kick_args)
+    pytester.makepyprojecttoml("[tool.kick]\ntolerances = { factoid_qa = 1.0 }\n")
+    result = pytester.runpytest(*kick_args, "--sparsity", "0.9", "--kick-method", "magnitude")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*tolerance 100.0%*PASS*"])
+
+    pytester.makepyprojecttoml("[tool.kick]\ntolerence = 0.1\n")
+    result = pytester.runpytest(*kick_args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: *key 'tolerence'*is unknown*"])
+
+
+def test_plain_run_without_kick_marker_does_not_collect_the_suite(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
