@@ -247,7 +247,7 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype])
-    except OSError as error:
+    except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise KickError(
             f"cannot load model {ref.location!r} ({first_line}): check the id or path, or that the Hugging "

