@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions, device, embedded models, tasks and baselines shipped")
     prepare = commands.add_parser("prepare", help="load a model once (GGUF models are converted and cached)")
-    prepare.add_argument("--model", default=None, help=f"alias, directory, .gguf file or hub id (default {DEFAULT_MODEL})")
+    prepare.add_argument("--model", default=None,
+                         help=f"alias, directory, .gguf file or hub id (default {DEFAULT_MODEL})")
     prepare.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"])
     prepare.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    prepare.add_argument("--cache-dir", default=None, help="model cache (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
+    prepare.add_argument("--cache-dir", default=None,
+                         help="model cache (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
     commands.add_parser("run", help="pytest -m kick with the remaining arguments", add_help=False)
     return parser
 

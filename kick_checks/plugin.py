@@ -43,7 +43,7 @@ _OPTIONS = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kick", "kick-checks: LLM compression gate (LLM-KICK tasks)")
     group.addoption("--kick-model", dest="kick_model", default=None,
-                    help=f"embedded model alias, local directory/.gguf file or Hugging Face id (default {DEFAULT_MODEL})")
+                    help=f"embedded alias, local directory, .gguf file or Hugging Face id (default {DEFAULT_MODEL})")
     group.addoption("--kick-dtype", dest="kick_dtype", default=None,
                     choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype (default auto: bfloat16)")
     group.addoption("--kick-device", dest="kick_device", default=None,

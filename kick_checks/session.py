@@ -97,7 +97,14 @@ class KickSession:
                 loaded.tokenizer, spec.calib_samples, spec.calib_seqlen, spec.calib_seed, text
             )
         started = time.perf_counter()
-        self.compressor(loaded.model, spec, calibration)
+        try:
+            self.compressor(loaded.model, spec, calibration)
+        except Exception as error:
+            log.exception("compressor %s raised", spec.method)
+            raise KickError(
+                f"compressor {spec.method!r} failed: {type(error).__name__}: {error} "
+                "(traceback in the captured log); fix the compressor or its options"
+            ) from None
         report = measure_sparsity(loaded.model)
         report.seconds = time.perf_counter() - started
         self.compression = report

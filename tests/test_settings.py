@@ -35,7 +35,8 @@ def test_options_override_config_and_paths_are_relative_to_the_root():
 
 
 def test_tolerances_default_per_task_and_per_data_name():
-    default, per_task = parse_tolerances(["0.1", "factoid_qa=0.2"], {"tolerance": 0.03, "tolerances": {"retrieval_qa": 0.5}})
+    config = {"tolerance": 0.03, "tolerances": {"retrieval_qa": 0.5}}
+    default, per_task = parse_tolerances(["0.1", "factoid_qa=0.2"], config)
     assert default == 0.1 and per_task == {"retrieval_qa": 0.5, "factoid_qa": 0.2}
     run = settings({"tolerance": ["retrieval_qa.open_book=0.01"]}, {"tolerances": {"retrieval_qa": 0.5}})
     assert run.tolerance_for("retrieval_qa.open_book") == 0.01
@@ -60,15 +61,18 @@ def test_bad_values_are_one_line_errors(options, config, expected):
 
 def test_tool_kick_table_is_checked(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[tool.kick]\nsparsity = 0.5\ntolerances = {factoid_qa = 0.2}\n')
+
+    def error_for(table: str) -> str:
+        pyproject.write_text(table)
+        return error_of(read_tool_config, pyproject)
+
+    pyproject.write_text("[tool.kick]\nsparsity = 0.5\ntolerances = {factoid_qa = 0.2}\n")
     assert read_tool_config(pyproject) == {"sparsity": 0.5, "tolerances": {"factoid_qa": 0.2}}
-    pyproject.write_text('[tool.kick]\nsparsty = 0.5\n')
-    assert "key 'sparsty'" in error_of(read_tool_config, pyproject) and "sparsity" in error_of(read_tool_config, pyproject)
-    pyproject.write_text('[tool.kick]\ntolerance = "0.05"\n')
-    assert "tolerance = '0.05'" in error_of(read_tool_config, pyproject) and "must be a number" in error_of(
-        read_tool_config, pyproject)
-    pyproject.write_text('[tool.kick]\ncalib_samples = true\n')
-    assert "calib_samples = True" in error_of(read_tool_config, pyproject) and "must be a whole number" in error_of(read_tool_config, pyproject)
-    pyproject.write_text("[tool.kick\n")
-    assert "is not valid TOML" in error_of(read_tool_config, pyproject)
+    unknown = error_for("[tool.kick]\nsparsty = 0.5\n")
+    assert "key 'sparsty'" in unknown and "use one of" in unknown and "sparsity" in unknown
+    assert "tolerance = '0.05'" in error_for('[tool.kick]\ntolerance = "0.05"\n')
+    assert "must be a number" in error_for('[tool.kick]\ntolerance = "0.05"\n')
+    assert "calib_samples = True" in error_for("[tool.kick]\ncalib_samples = true\n")
+    assert "must be a whole number" in error_for("[tool.kick]\ncalib_samples = true\n")
+    assert "is not valid TOML" in error_for("[tool.kick\n")
     assert read_tool_config(tmp_path / "missing.toml") == {}
