@@ -66,7 +66,11 @@ def write_baseline(path: Path, result: TaskResult, model_fingerprint: dict) -> P
         "n": result.n,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": baseline_fingerprint(model_fingerprint, result.fingerprint),
-        "items": [{"id": item.id, "score": item.score, "prediction": item.prediction} for item in result.items],
+        "items": [
+            {"id": item.id, "score": item.score, "prediction": item.prediction,
+             **({"category": item.category} if item.category else {})}
+            for item in result.items
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(
@@ -100,8 +104,12 @@ def read_baseline(path: Path) -> Baseline:
             f"re-record it with {UPDATE_HINT}"
         )
     try:
-        items = [ItemOutcome(str(row["id"]), float(row["score"]), str(row.get("prediction", "")))
-                 for row in document["items"]]
+        items = [
+            ItemOutcome(
+                str(row["id"]), float(row["score"]), str(row.get("prediction", "")), str(row.get("category", ""))
+            )
+            for row in document["items"]
+        ]
         return Baseline(
             task=document["task"],
             metric=document["metric"],

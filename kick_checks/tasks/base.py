@@ -18,6 +18,7 @@ class ItemOutcome:
     id: str
     score: float
     prediction: str
+    category: str = ""
 
 
 @dataclass
@@ -41,6 +42,10 @@ class TaskResult:
     def by_id(self) -> dict[str, ItemOutcome]:
         return {item.id: item for item in self.items}
 
+    def by_category(self) -> dict[str, float]:
+        """Mean score per item category (subject, topic), for tasks whose items have one."""
+        return category_means(self.items)
+
     def to_dict(self) -> dict:
         return {
             "task": self.task,
@@ -51,6 +56,14 @@ class TaskResult:
             "fingerprint": self.fingerprint,
             "items": [asdict(item) for item in self.items],
         }
+
+
+def category_means(items: list[ItemOutcome]) -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for item in items:
+        if item.category:
+            groups.setdefault(item.category, []).append(item.score)
+    return {category: sum(scores) / len(scores) for category, scores in sorted(groups.items())}
 
 
 @dataclass(frozen=True)

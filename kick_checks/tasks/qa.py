@@ -82,5 +82,6 @@ class ShortAnswerQA:
         outcomes = []
         for item, text in zip(items, generated):
             prediction = first_answer_line(text)
-            outcomes.append(ItemOutcome(item.id, float(exact_match(prediction, list(item.answers))), prediction))
+            score = float(exact_match(prediction, list(item.answers)))
+            outcomes.append(ItemOutcome(item.id, score, prediction, item.category))
         return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started)

