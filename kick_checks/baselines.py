@@ -23,7 +23,7 @@ UPDATE_HINT = "pytest -m kick --kick-update-baselines"
 #: Fingerprint fields that must match for a baseline to be comparable. The package version is recorded
 #: but not compared, so a release does not invalidate every stored baseline.
 _MODEL_FIELDS = ("alias", "source", "name", "sha256", "revision", "dtype")
-_TASK_FIELDS = ("task_data", "prompt_version", "decoding")
+_TASK_FIELDS = ("task_data", "prompt_version", "decoding", "scorer")
 
 
 @dataclass

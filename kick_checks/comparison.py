@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kick_checks.baselines import UPDATE_HINT, Baseline
-from kick_checks.tasks.base import TaskResult
+from kick_checks.tasks.base import ItemOutcome, TaskResult, aggregate
 
 DEFAULT_TOLERANCE = 0.05
 SHOWN_LOST_ITEMS = 5
@@ -32,13 +32,18 @@ class Comparison:
     baseline_path: str
     lost: list[LostItem] = field(default_factory=list)
     gained: int = 0
+    higher_is_better: bool = True
+    problems: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, tuple[float, float]] = field(default_factory=dict)  # dense, compressed per category
 
     @property
     def relative_drop(self) -> float:
-        """Fraction of the dense score that was lost (negative when the compressed model did better)."""
+        """Fraction of the dense score that was lost (negative when the compressed model did better). For a
+        lower-is-better metric (perplexity) the loss is the relative rise."""
         if self.dense <= 0:
             return 0.0
-        return (self.dense - self.compressed) / self.dense
+        change = (self.dense - self.compressed) / self.dense
+        return change if self.higher_is_better else -change
 
     @property
     def passed(self) -> bool:
@@ -46,18 +51,24 @@ class Comparison:
 
     def summary_line(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
+        loss = "drop" if self.higher_is_better else "rise"
+        problems = "".join(f", {count} {name.replace('_', ' ')}" for name, count in self.problems.items())
         return (
             f"{self.task}: {self.metric} dense {self.dense:.3f} -> {self.compressed:.3f} "
-            f"(drop {self.relative_drop:+.1%}, tolerance {self.tolerance:.1%}, n={self.n}) {verdict}"
+            f"({loss} {self.relative_drop:+.1%}, tolerance {self.tolerance:.1%}, n={self.n}{problems}) {verdict}"
         )
 
     def failure_message(self) -> str:
         lines = [
             f"{self.task} lost more than the tolerance under {self.spec_label}:",
             f"  {self.metric}: dense {self.dense:.3f} -> compressed {self.compressed:.3f} "
-            f"(relative drop {self.relative_drop:.1%} > tolerance {self.tolerance:.1%}) on {self.n} items",
+            f"(relative {'drop' if self.higher_is_better else 'rise'} {self.relative_drop:.1%} > tolerance "
+            f"{self.tolerance:.1%}) on {self.n} items",
             f"  {len(self.lost)} items lost, {self.gained} gained; baseline {self.baseline_path}",
         ]
+        if self.categories:
+            lines.append("  by category: " + ", ".join(
+                f"{name} {dense:.2f}->{compressed:.2f}" for name, (dense, compressed) in self.categories.items()))
         for item in self.lost[:SHOWN_LOST_ITEMS]:
             lines.append(
                 f"  lost {item.id}: dense {item.dense_prediction!r} -> compressed {item.compressed_prediction!r}"
@@ -73,24 +84,36 @@ def compare(baseline: Baseline, result: TaskResult, tolerance: float, spec_label
     """Score both sides on the items they share and list the items the compressed model lost."""
     dense_items = baseline.by_id()
     shared = [item for item in result.items if item.id in dense_items]
-    dense_scores = [dense_items[item.id].score for item in shared]
-    compressed_scores = [item.score for item in shared]
+    sign = 1.0 if result.higher_is_better else -1.0
     lost = [
         LostItem(item.id, dense_items[item.id].prediction, item.prediction)
         for item in shared
-        if item.score < dense_items[item.id].score
+        if sign * item.score < sign * dense_items[item.id].score
     ]
-    gained = sum(1 for item in shared if item.score > dense_items[item.id].score)
+    gained = sum(1 for item in shared if sign * item.score > sign * dense_items[item.id].score)
     count = len(shared)
     return Comparison(
         task=result.task,
         metric=result.metric,
-        dense=sum(dense_scores) / count if count else 0.0,
-        compressed=sum(compressed_scores) / count if count else 0.0,
+        dense=aggregate(result.metric, [dense_items[item.id].score for item in shared]),
+        compressed=aggregate(result.metric, [item.score for item in shared]),
         n=count,
         tolerance=tolerance,
         spec_label=spec_label,
         baseline_path=str(baseline.path),
         lost=lost,
         gained=gained,
+        higher_is_better=result.higher_is_better,
+        problems=result.problems,
+        categories=_category_pairs(result.metric, [dense_items[item.id] for item in shared], shared),
     )
+
+
+def _category_pairs(metric: str, dense: list[ItemOutcome], compressed: list[ItemOutcome]) -> dict:
+    groups: dict[str, tuple[list[float], list[float]]] = {}
+    for dense_item, item in zip(dense, compressed):
+        if item.category:
+            pair = groups.setdefault(item.category, ([], []))
+            pair[0].append(dense_item.score)
+            pair[1].append(item.score)
+    return {name: (aggregate(metric, d), aggregate(metric, c)) for name, (d, c) in sorted(groups.items())}

@@ -17,6 +17,7 @@ from kick_checks.errors import KickError
 from kick_checks.models import DEFAULT_MODEL
 from kick_checks.session import KickSession, Recorded
 from kick_checks.settings import RunSettings, build_settings, read_tool_config
+from kick_checks.tasks import TaskSkipped
 
 _SETTINGS = pytest.StashKey[RunSettings]()
 _SESSION = pytest.StashKey[KickSession]()
@@ -37,6 +38,10 @@ _OPTIONS = {
     "baselines_dir": "kick_baselines_dir",
     "cache_dir": "kick_cache_dir",
     "data": "kick_data",
+    "limit": "kick_limit",
+    "judge_model": "kick_judge_model",
+    "judge_base_url": "kick_judge_base_url",
+    "ppl_seqlen": "kick_ppl_seqlen",
 }
 
 
@@ -71,11 +76,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kick-cache-dir", dest="kick_cache_dir", default=None,
                     help="cache for converted models (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
     group.addoption("--kick-data", dest="kick_data", action="append", default=None,
-                    help="NAME=PATH: evaluate task data NAME (factoid_qa, retrieval_qa) from a JSON-lines file")
+                    help="NAME=PATH: task data NAME (factoid_qa, retrieval_qa, multiple_choice, summarization, "
+                    "conversations, perplexity) from our JSONL or the real benchmark's files (repeatable)")
+    group.addoption("--kick-limit", dest="kick_limit", default=None,
+                    help="evaluate a seeded random sample of N items per task (compared on the items both runs have)")
+    group.addoption("--kick-judge-model", dest="kick_judge_model", default=None,
+                    help="LLM judge model for summarization and instruction following (key from OPENAI_API_KEY)")
+    group.addoption("--kick-judge-base-url", dest="kick_judge_base_url", default=None,
+                    help="OpenAI-compatible endpoint of the judge (default: the openai client's)")
+    group.addoption("--kick-ppl-seqlen", dest="kick_ppl_seqlen", default=None,
+                    help="perplexity window in tokens (default: the model's context, at most 2048)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kick: an LLM-KICK check of the compressed model against a dense baseline")
+    config.addinivalue_line("markers", "judge: a kick check scored only by an LLM judge (skipped without one)")
     options = {name: config.getoption(dest) for name, dest in _OPTIONS.items()}
     try:
         pyproject = find_pyproject(config)
@@ -146,6 +161,8 @@ def kick_check(kick_session: KickSession):
     def check(task_key: str) -> Comparison | Recorded:
         try:
             outcome = kick_session.check(task_key)
+        except TaskSkipped as reason:
+            pytest.skip(str(reason))
         except KickError as error:
             pytest.fail(str(error), pytrace=False)
         if isinstance(outcome, Comparison) and not outcome.passed:

@@ -24,10 +24,19 @@ from kick_checks.baselines import (
 from kick_checks.calibration import calibration_text, calibration_tokens
 from kick_checks.comparison import Comparison, compare
 from kick_checks.errors import KickError
-from kick_checks.models import LoadedModel, ModelRef, load_model, resolve_device, resolve_dtype, resolve_model
+from kick_checks.judge import Judge, JudgeConfig
+from kick_checks.models import (
+    LoadedModel,
+    ModelRef,
+    default_cache_dir,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+    resolve_model,
+)
 from kick_checks.settings import RunSettings
 from kick_checks.spec import SpecError
-from kick_checks.tasks import TaskResult, get_task
+from kick_checks.tasks import TaskOptions, TaskResult, get_task
 
 log = logging.getLogger("kick_checks")
 #: Largest allowed gap between the target and the achieved overall sparsity (weights already zero in the
@@ -64,6 +73,7 @@ class KickSession:
         self.compression: CompressionReport | None = None
         self.dense_zeros = 0
         self._results: dict[str, TaskResult] = {}
+        self._judge: Judge | None = None
         self.outcomes: list[Comparison | Recorded] = []
         self.compressor = None if settings.spec.is_dense else self._compressor()
 
@@ -120,12 +130,31 @@ class KickSession:
     def result(self, task_key: str) -> TaskResult:
         if task_key not in self._results:
             task = get_task(task_key)
+            options = self.task_options(task.data_name)
             loaded = self.loaded
-            result = task.run(loaded.model, loaded.tokenizer, self.settings.data_paths.get(task.data_name))
+            result = task.run(loaded.model, loaded.tokenizer, options)
             log.info("%s: %s %.3f on %d items in %.1fs", task_key, result.metric, result.score, result.n,
                      result.seconds)
             self._results[task_key] = result
         return self._results[task_key]
+
+    def task_options(self, data_name: str) -> TaskOptions:
+        return TaskOptions(
+            data_path=self.settings.data_paths.get(data_name),
+            limit=self.settings.limit,
+            judge=self.judge,
+            ppl_seqlen=self.settings.ppl_seqlen,
+        )
+
+    @property
+    def judge(self) -> Judge | None:
+        """The LLM judge when ``--kick-judge-model`` is set; its judgments are cached beside the models."""
+        if self.settings.judge_model is None:
+            return None
+        if self._judge is None:
+            cache = (self.settings.cache_dir or default_cache_dir()) / "judge"
+            self._judge = Judge(JudgeConfig(self.settings.judge_model, self.settings.judge_base_url, cache_dir=cache))
+        return self._judge
 
     # -- baselines ---------------------------------------------------------------------------------------
     def baselines_dir(self, for_writing: bool = False) -> Path:
@@ -140,6 +169,12 @@ class KickSession:
     def check(self, task_key: str) -> Comparison | Recorded:
         """Compare the task's compressed result with its dense baseline, or record the baseline."""
         result = self.result(task_key)
+        failed = result.problems.get("judge_failed", 0)
+        if failed:
+            raise KickError(
+                f"{task_key}: the judge gave no answer for {failed} items after retries, so the score would be "
+                "incomplete: check the judge endpoint and rerun (judgments already made are cached)"
+            )
         fingerprint = self.loaded.fingerprint
         if self.settings.update_baselines:
             path = baseline_path(self.baselines_dir(for_writing=True), self.ref.alias, task_key)

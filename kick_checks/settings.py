@@ -36,6 +36,10 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "baselines_dir": str,
     "cache_dir": str,
     "data": dict,
+    "limit": int,
+    "judge_model": str,
+    "judge_base_url": str,
+    "ppl_seqlen": int,
 }
 _KIND_NAMES = {str: "string", int: "whole number", dict: "table"}
 
@@ -111,6 +115,10 @@ class RunSettings:
     cache_dir: Path | None = None
     data_paths: dict[str, Path] = field(default_factory=dict)
     calib_data: Path | None = None
+    limit: int | None = None
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    ppl_seqlen: int | None = None
 
     def tolerance_for(self, task_key: str) -> float:
         """A task's tolerance: its own key, then its data name (``retrieval_qa`` covers both variants)."""
@@ -151,6 +159,18 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         path = Path(str(value)).expanduser()
         return path if path.is_absolute() else root / path
 
+    def positive(name: str, option: str) -> int | None:
+        value = pick(name)
+        if value is None:
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise KickError(f"{option} {value!r} is not a whole number: give a count such as 50") from None
+        if number < 1:
+            raise KickError(f"{option} {value} must be at least 1")
+        return number
+
     return RunSettings(
         model=pick("model") or DEFAULT_MODEL,
         dtype=pick("dtype") or "auto",
@@ -163,4 +183,8 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         cache_dir=path_of("cache_dir"),
         data_paths=parse_data_paths(options.get("data") or [], config),
         calib_data=path_of("calib_data"),
+        limit=positive("limit", "--kick-limit"),
+        judge_model=pick("judge_model") or None,
+        judge_base_url=pick("judge_base_url") or None,
+        ppl_seqlen=positive("ppl_seqlen", "--kick-ppl-seqlen"),
     )

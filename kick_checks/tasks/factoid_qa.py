@@ -6,9 +6,7 @@ compression has knowledge to lose. Rows: ``{"id", "question", "answers": [canoni
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from kick_checks.tasks.base import TaskResult, read_jsonl
+from kick_checks.tasks.base import TaskOptions, TaskResult, load_rows
 from kick_checks.tasks.qa import QAItem, QAShot, ShortAnswerQA
 
 PROMPT_VERSION = "factoid-fewshot-1"
@@ -41,8 +39,8 @@ class FactoidQA:
     def __init__(self) -> None:
         self.engine = ShortAnswerQA(self.key, with_passage=False, shots=SHOTS, prompt_version=PROMPT_VERSION)
 
-    def run(self, model, tokenizer, data_path: Path | None = None) -> TaskResult:
-        data = read_jsonl(data_path, self.bundled_file, ("id", "question", "answers"))
+    def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
+        data = load_rows(self.data_name, options, self.bundled_file, ("id", "question", "answers"))
         fingerprint = {
             "task_data": data.sha256,
             "data_source": data.source,

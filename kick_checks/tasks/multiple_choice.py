@@ -14,14 +14,18 @@ Bundled data: ``multiple_choice_test.jsonl`` and ``multiple_choice_dev.jsonl``, 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from kick_checks.errors import KickError
 from kick_checks.likelihood import Continuation, continuation_likelihoods, encode
-from kick_checks.tasks.base import ItemOutcome, TaskData, TaskResult, read_jsonl
+from kick_checks.tasks.base import ItemOutcome, TaskOptions, TaskResult, load_rows, read_jsonl
 
+log = logging.getLogger("kick_checks")
 PROMPT_VERSION = "mc-cloze-1"
 LETTERS = "ABCD"
 REQUIRED = ("id", "subject", "question", "choices", "answer")
@@ -74,25 +78,41 @@ class MultipleChoice:
         self.shots = shots
         self.batch_size = batch_size
 
-    def load(self, data_path: Path | None) -> tuple[list[ChoiceItem], dict[str, list[ChoiceItem]], str]:
-        """Test items, dev shots by subject, and a hash of both files."""
-        if data_path is not None and Path(data_path).is_dir():
-            test_data = read_jsonl(Path(data_path) / "test.jsonl", "", REQUIRED)
-            dev_path = Path(data_path) / "dev.jsonl"
-            dev_data = read_jsonl(dev_path, "", REQUIRED) if dev_path.is_file() else None
+    def load(self, options: TaskOptions) -> tuple[list[ChoiceItem], dict[str, list[ChoiceItem]], str]:
+        """Test items, dev shots by subject, and a hash of both.
+
+        Shots come from the bundled dev file, or from the dev split of a real MMLU folder given with
+        ``--kick-data multiple_choice=PATH``; a user's JSONL file without a dev split runs 0-shot.
+        """
+        test_data = load_rows(self.data_name, options, self.bundled_test, REQUIRED)
+        if options.data_path is None:
+            dev_rows = read_jsonl(None, self.bundled_dev, REQUIRED).rows
         else:
-            test_data = read_jsonl(data_path, self.bundled_test, REQUIRED)
-            dev_data = read_jsonl(None, self.bundled_dev, REQUIRED) if data_path is None else None
+            dev_rows = self._real_dev_rows(options.data_path)
         items = [ChoiceItem.from_row(row, test_data.source) for row in test_data.rows]
         shots: dict[str, list[ChoiceItem]] = {}
-        for row in dev_data.rows if dev_data else []:
-            shot = ChoiceItem.from_row(row, dev_data.source)
+        for row in dev_rows:
+            shot = ChoiceItem.from_row(row, "dev split")
             shots.setdefault(shot.subject, []).append(shot)
-        return items, shots, _combined_hash(test_data, dev_data)
+        dev_hash = hashlib.sha256(json.dumps(dev_rows, sort_keys=True).encode()).hexdigest()
+        return items, shots, hashlib.sha256(f"{test_data.sha256}|{dev_hash}".encode()).hexdigest()
 
-    def run(self, model, tokenizer, data_path: Path | None = None) -> TaskResult:
+    @staticmethod
+    def _real_dev_rows(path: Path) -> list[dict]:
+        from kick_checks.loaders import load_mmlu
+
+        if Path(path).suffix == ".jsonl":
+            log.info("multiple_choice: %s has no dev split, running 0-shot", path)
+            return []
+        try:
+            return load_mmlu(path, split="dev")
+        except KickError:
+            log.info("multiple_choice: no dev split found in %s, running 0-shot", path)
+            return []
+
+    def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
         started = time.perf_counter()
-        items, dev_shots, data_hash = self.load(data_path)
+        items, dev_shots, data_hash = self.load(options)
         context_limit = _context_limit(model)
         outcomes: list[ItemOutcome] = []
         by_subject: dict[str, list[ChoiceItem]] = {}
@@ -121,7 +141,7 @@ class MultipleChoice:
         outcomes.sort(key=lambda outcome: order[outcome.id])
         fingerprint = {
             "task_data": data_hash,
-            "data_source": data_path and str(data_path) or f"bundled:{self.bundled_test}",
+            "data_source": str(options.data_path) if options.data_path else f"bundled:{self.bundled_test}",
             "prompt_version": PROMPT_VERSION,
             "decoding": {"scoring": "loglik/char", "shots": self.shots},
         }
@@ -143,9 +163,3 @@ class MultipleChoice:
 def _context_limit(model) -> int:
     config = getattr(model, "config", None)
     return int(getattr(config, "max_position_embeddings", 0) or 2048)
-
-
-def _combined_hash(test: TaskData, dev: TaskData | None) -> str:
-    import hashlib
-
-    return hashlib.sha256(f"{test.sha256}|{dev.sha256 if dev else ''}".encode()).hexdigest()

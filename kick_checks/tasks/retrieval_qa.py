@@ -8,9 +8,7 @@ this project.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from kick_checks.tasks.base import TaskResult, read_jsonl
+from kick_checks.tasks.base import TaskOptions, TaskResult, load_rows
 from kick_checks.tasks.factoid_qa import qa_items
 from kick_checks.tasks.qa import Decoding, QAShot, ShortAnswerQA
 
@@ -50,8 +48,8 @@ class RetrievalQA:
             decoding=Decoding(max_new_tokens=24),
         )
 
-    def run(self, model, tokenizer, data_path: Path | None = None) -> TaskResult:
-        data = read_jsonl(data_path, self.bundled_file, ("id", "passage", "question", "answers"))
+    def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
+        data = load_rows(self.data_name, options, self.bundled_file, ("id", "passage", "question", "answers"))
         fingerprint = {
             "task_data": data.sha256,
             "data_source": data.source,

@@ -1,0 +1,51 @@
+"""Chat-template generation and judged scoring, shared by summarization and instruction following."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kick_checks.errors import KickError
+from kick_checks.generation import greedy_generate
+
+
+@dataclass(frozen=True)
+class ChatDecoding:
+    max_new_tokens: int = 160
+    batch_size: int = 8
+
+    def to_dict(self) -> dict:
+        return {"greedy": True, "chat_template": True, "max_new_tokens": self.max_new_tokens,
+                "batch_size": self.batch_size}
+
+
+def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise KickError("this task prompts with the model's chat template, and the tokenizer has none: "
+                        "use an instruction-tuned model or deselect the task (-k 'not summarization')")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def chat_replies(model, tokenizer, conversations: list[list[dict[str, str]]], decoding: ChatDecoding) -> list[str]:
+    """Greedy replies to each conversation (its last message is the user's)."""
+    prompts = [chat_prompt(tokenizer, messages) for messages in conversations]
+    replies = greedy_generate(model, tokenizer, prompts, max_new_tokens=decoding.max_new_tokens,
+                              batch_size=decoding.batch_size, add_special_tokens=False)
+    return [reply.strip() for reply in replies]
+
+
+@dataclass
+class JudgeTally:
+    """Judgments that produced no score: counted and reported, never averaged in."""
+
+    unparsable: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def record(self, item_id: str, judgment) -> float | None:
+        if judgment.status == "ok":
+            return judgment.score
+        (self.failed if judgment.status == "failed" else self.unparsable).append(item_id)
+        return None
+
+    def problems(self) -> dict[str, int]:
+        return {key: len(ids) for key, ids in (("judge_unparsable", self.unparsable), ("judge_failed", self.failed))
+                if ids}

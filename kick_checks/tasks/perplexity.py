@@ -1,0 +1,79 @@
+"""Perplexity on WikiText-style text: the number compression papers report, kept beside the tasks to show how
+little it moves while knowledge falls away.
+
+The text is tokenized once and cut into non-overlapping windows of ``--kick-ppl-seqlen`` tokens (default: the
+model's context, at most 2048, the length SparseGPT and Wanda evaluate at); a trailing partial window is
+dropped so every window weighs the same. Each window is one item, scored by its mean negative log-likelihood;
+the task's score is ``exp`` of their mean. Lower is better.
+
+Bundled text: ``perplexity.txt``, our own encyclopedia-style articles in the WikiText-2 raw layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from importlib import resources
+
+import torch
+
+from kick_checks.errors import KickError
+from kick_checks.tasks.base import ItemOutcome, TaskOptions, TaskResult
+
+PROMPT_VERSION = "ppl-windows-1"
+DEFAULT_MAX_SEQLEN = 2048
+
+
+def window_seqlen(model, requested: int | None) -> int:
+    context = int(getattr(model.config, "max_position_embeddings", 0) or DEFAULT_MAX_SEQLEN)
+    if requested is None:
+        return min(context, DEFAULT_MAX_SEQLEN)
+    if requested > context:
+        raise KickError(f"--kick-ppl-seqlen {requested} exceeds the model's context of {context}: lower it")
+    return requested
+
+
+class Perplexity:
+    key = "perplexity"
+    data_name = "perplexity"
+    metric = "perplexity"
+    bundled_file = "perplexity.txt"
+
+    def text(self, options: TaskOptions) -> tuple[str, str]:
+        if options.data_path is None:
+            return resources.files("kick_checks.data").joinpath(self.bundled_file).read_text("utf-8"), "bundled"
+        from kick_checks.loaders import load_task_data
+
+        return load_task_data(self.data_name, str(options.data_path)), str(options.data_path)
+
+    def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
+        started = time.perf_counter()
+        text, source = self.text(options)
+        seqlen = window_seqlen(model, options.ppl_seqlen)
+        ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+        count = len(ids) // seqlen
+        if count == 0:
+            raise KickError(
+                f"the perplexity text ({source}) has {len(ids)} tokens, fewer than one window of {seqlen}: "
+                "lower --kick-ppl-seqlen or give a longer text"
+            )
+        windows = list(range(count))
+        if options.limit is not None:
+            from kick_checks.loaders import sample_rows
+
+            windows = sample_rows(windows, options.limit, options.limit_seed, f"the {count} perplexity windows")
+        device = next(model.parameters()).device
+        outcomes = []
+        with torch.no_grad():
+            for index in windows:
+                window = ids[index * seqlen : (index + 1) * seqlen][None, :].to(device)
+                loss = model(input_ids=window, labels=window).loss.float().item()
+                outcomes.append(ItemOutcome(f"window-{index:04d}", loss, f"ppl {math.exp(loss):.3f}"))
+        fingerprint = {
+            "task_data": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "data_source": source,
+            "prompt_version": PROMPT_VERSION,
+            "decoding": {"seqlen": seqlen, "windows": count},
+        }
+        return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started)
