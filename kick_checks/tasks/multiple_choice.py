@@ -131,9 +131,11 @@ class MultipleChoice:
             )
             position = 0
             for item in subject_items:
-                options = likelihoods[position : position + len(item.choices)]
+                option_scores = likelihoods[position : position + len(item.choices)]
                 position += len(item.choices)
-                normalised = [option.logprob / max(len(choice), 1) for option, choice in zip(options, item.choices)]
+                normalised = [
+                    option.logprob / max(len(choice), 1) for option, choice in zip(option_scores, item.choices)
+                ]
                 chosen = max(range(len(normalised)), key=normalised.__getitem__)
                 outcomes.append(ItemOutcome(item.id, float(chosen == item.answer),
                                             f"{LETTERS[chosen]}: {item.choices[chosen]}", subject))

@@ -1,0 +1,177 @@
+"""The tasks beyond short-answer QA, on the tiny random Llama: likelihood scoring, multiple choice, perplexity,
+summarization and instruction following (with a scripted judge object; the HTTP judge has its own tests)."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from kick_checks.comparison import compare
+from kick_checks.errors import KickError
+from kick_checks.judge import Judgment
+from kick_checks.likelihood import Continuation, continuation_likelihoods, prefix_ids
+from kick_checks.tasks import TaskOptions, TaskSkipped, get_task
+from kick_checks.tasks.base import ItemOutcome, TaskResult
+from kick_checks.tasks.multiple_choice import MultipleChoice, build_prefix
+from kick_checks.tasks.summarization import rouge_l
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<s>{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+@pytest.fixture
+def chat_loaded(tiny_loaded):
+    tiny_loaded.tokenizer.chat_template = CHAT_TEMPLATE
+    yield tiny_loaded
+    tiny_loaded.tokenizer.chat_template = None
+
+
+def full_logprob(model, tokenizer, prefix: str, context: str, continuation: str) -> float:
+    """The reference computation: one forward pass over the whole sequence, no cache."""
+    start = prefix_ids(tokenizer, prefix)
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    continuation_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([start + context_ids + continuation_ids])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+    first = len(start) + len(context_ids)
+    return sum(logprobs[first + j - 1, token].item() for j, token in enumerate(continuation_ids))
+
+
+def test_cached_prefix_likelihoods_equal_a_full_pass(tiny_loaded):
+    model, tokenizer = tiny_loaded.model, tiny_loaded.tokenizer
+    prefix = "The cat is red.\nThe dog is blue.\n"
+    requests = [Continuation("Question: What colour is the fox?\nAnswer:", f" {colour}")
+                for colour in ("red", "green", "dark purple with spots")]
+    requests.append(Continuation("Q:", " owl"))
+    cached = continuation_likelihoods(model, tokenizer, prefix, requests, batch_size=3)
+    for request, result in zip(requests, cached):
+        expected = full_logprob(model, tokenizer, prefix, request.context, request.continuation)
+        assert result.logprob == pytest.approx(expected, abs=1e-4)
+        assert result.characters == len(request.continuation)
+
+
+def test_multiple_choice_on_the_tiny_model(tiny_loaded, tmp_path):
+    rows = [
+        {"id": f"q{i}", "subject": "colours", "question": f"What colour is thing {i}?",
+         "choices": ["red", "blue", "green", "yellow"], "answer": "ABCD"[i % 4]}
+        for i in range(6)
+    ]
+    data = tmp_path / "mc.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = get_task("multiple_choice").run(tiny_loaded.model, tiny_loaded.tokenizer, TaskOptions(data_path=data))
+    assert result.metric == "accuracy" and result.n == 6
+    assert all(item.prediction[0] in "ABCD" and item.prediction[1:3] == ": " for item in result.items)
+    assert result.by_category().keys() == {"colours"}
+    assert result.fingerprint["decoding"] == {"scoring": "loglik/char", "shots": 5}
+
+
+def test_shots_are_dropped_to_fit_the_context(tiny_loaded):
+    task = MultipleChoice(shots=5)
+    items, shots, _ = task.load(TaskOptions())
+    subject = items[0].subject
+    subject_items = [item for item in items if item.subject == subject]
+    tokens = len(tiny_loaded.tokenizer(build_prefix(subject, shots[subject][:3]))["input_ids"])
+    fitted = task._fitting_shots(tiny_loaded.tokenizer, subject, shots[subject], subject_items, tokens + 60)
+    assert 0 < len(fitted) < 5 and fitted == shots[subject][: len(fitted)]
+    assert task._fitting_shots(tiny_loaded.tokenizer, subject, shots[subject], subject_items, 10) == []
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mmlu").is_dir(), reason="../shared/data/mmlu is not present")
+def test_multiple_choice_reads_the_real_mmlu_release_with_its_dev_shots(tiny_loaded):
+    options = TaskOptions(data_path=SHARED_DATA / "mmlu", limit=12, limit_seed=1)
+    task = MultipleChoice(shots=2)
+    items, shots, _ = task.load(options)
+    assert len(items) == 12 and all(len(item.choices) == 4 for item in items)
+    assert all(len(shots[item.subject]) == 5 for item in items)
+    result = task.run(tiny_loaded.model, tiny_loaded.tokenizer, options)
+    assert result.n == 12
+
+
+def test_perplexity_is_exp_of_the_mean_window_loss(tiny_loaded, tmp_path):
+    text = tmp_path / "wiki.test.raw"
+    text.write_text(" = Colours = \n \n" + " The red cat sat with the blue dog . \n" * 40)
+    task = get_task("perplexity")
+    result = task.run(tiny_loaded.model, tiny_loaded.tokenizer, TaskOptions(data_path=text, ppl_seqlen=32))
+    assert result.metric == "perplexity" and not result.higher_is_better
+    losses = [item.score for item in result.items]
+    assert result.score == pytest.approx(math.exp(sum(losses) / len(losses)))
+    ids = tiny_loaded.tokenizer(text.read_text(), add_special_tokens=False)["input_ids"]
+    assert result.n == len(ids) // 32
+    short = tmp_path / "short.raw"
+    short.write_text(" The red cat . \n")
+    with pytest.raises(KickError, match="fewer than one window"):
+        task.run(tiny_loaded.model, tiny_loaded.tokenizer, TaskOptions(data_path=short, ppl_seqlen=32))
+    with pytest.raises(KickError, match="exceeds the model's context of 512"):
+        task.run(tiny_loaded.model, tiny_loaded.tokenizer, TaskOptions(data_path=text, ppl_seqlen=4096))
+
+
+def test_a_perplexity_rise_is_a_loss(tmp_path):
+    from kick_checks.baselines import baseline_path, read_baseline, write_baseline
+
+    def ppl(losses):
+        return TaskResult("perplexity", "perplexity", [ItemOutcome(f"w{i}", loss, "") for i, loss in enumerate(losses)])
+
+    path = baseline_path(tmp_path, "m", "perplexity")
+    write_baseline(path, ppl([2.0, 2.0]), {"alias": "m"})
+    worse = compare(read_baseline(path), ppl([2.1, 2.2]), 0.05, "wanda 30%")
+    assert worse.dense == pytest.approx(math.exp(2.0)) and worse.compressed == pytest.approx(math.exp(2.15))
+    assert not worse.passed and len(worse.lost) == 2 and "rise" in worse.summary_line()
+    better = compare(read_baseline(path), ppl([1.9, 2.0]), 0.0, "wanda 10%")
+    assert better.passed and better.gained == 1
+
+
+def test_rouge_l_on_hand_made_cases():
+    assert rouge_l("the council approved the new bridge", "the council approved the new bridge") == 1.0
+    assert rouge_l("", "the council approved the bridge") == 0.0
+    assert 0.0 < rouge_l("council approves bridges", "the council approved the new bridge") < 1.0
+
+
+class ScriptedJudge:
+    """Stands in for kick_checks.judge.Judge: records what it was asked, answers from a script."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.asked = []
+        self.config = type("Config", (), {"model": "scripted-judge"})()
+
+    def _next(self, request):
+        self.asked.append(request)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    def grade_summary(self, article, summary, reference=None):
+        return self._next(("summary", summary, reference))
+
+    def grade_turns(self, turns, answers, references=None):
+        return self._next(("turns", list(turns), list(answers), references))
+
+
+def test_summarization_without_judge_uses_rouge_and_with_judge_counts_failures(chat_loaded):
+    task = get_task("summarization")
+    plain = task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions(limit=3))
+    assert plain.metric == "rougeL" and plain.n == 3 and plain.fingerprint["scorer"] == "rougeL-f1"
+    judge = ScriptedJudge([Judgment(7.0, "ok", ""), Judgment(None, "unparsable", "no rating"),
+                           Judgment(None, "failed", "500")])
+    judged = task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions(limit=3, judge=judge))
+    assert judged.metric == "judge_score" and judged.fingerprint["scorer"] == "judge:scripted-judge"
+    assert [item.score for item in judged.items] == [7.0]
+    assert judged.problems == {"judge_unparsable": 1, "judge_failed": 1}
+    assert len(judge.asked) == 3 and all(request[2] for request in judge.asked)  # graded against references
+
+
+def test_instruction_following_needs_a_judge_and_keeps_the_history(chat_loaded):
+    task = get_task("instruction_following")
+    with pytest.raises(TaskSkipped, match="--kick-judge-model"):
+        task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions())
+    judge = ScriptedJudge([Judgment(6.0, "ok", "")])
+    result = task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions(limit=2, judge=judge))
+    assert result.n == 4 and {item.id.split(".")[1] for item in result.items} == {"t1", "t2"}
+    second_turns = [request for request in judge.asked if len(request[1]) == 2]
+    assert len(second_turns) == 2
+    for _, turns, answers, references in second_turns:
+        assert len(answers) == 2 and references is not None and len(references) == 2
