@@ -8,6 +8,7 @@ weights in place. It never loads models, reads options or writes files. ``calibr
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -40,9 +41,31 @@ def register(name: str) -> Callable:
     return add
 
 
+ENTRY_POINT_GROUP = "kick_checks.compressors"
+
+
 def available_methods() -> list[str]:
     _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted({*_REGISTRY, *(entry.name for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))})
+
+
+def _entry_point(name: str):
+    """A compressor that an installed package declares under ``[project.entry-points."kick_checks.compressors"]``."""
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == name:
+            try:
+                return entry.load()
+            except Exception as error:
+                raise SpecError(f"--kick-method {name!r}: its entry point {entry.value} fails to load ({error}): "
+                                "reinstall the package that provides it") from None
+    return None
+
+
+def _instantiate(target, what: str) -> Compressor:
+    compressor = target() if isinstance(target, type) else target
+    if not callable(compressor):
+        raise SpecError(f"--kick-method {what} is not callable: point it at a function or class")
+    return compressor
 
 
 def get_compressor(method: str) -> Compressor:
@@ -50,6 +73,9 @@ def get_compressor(method: str) -> Compressor:
     _load_builtins()
     if method in _REGISTRY:
         return _REGISTRY[method]()
+    plugin = _entry_point(method)
+    if plugin is not None:
+        return _instantiate(plugin, f"entry point {method!r}")
     if ":" in method:
         return _import_compressor(method)
     raise SpecError(
@@ -64,13 +90,17 @@ def _import_compressor(path: str) -> Compressor:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise SpecError(f"--kick-method {path!r} cannot be imported ({error}): check the module path") from None
-    compressor = target() if isinstance(target, type) else target
-    if not callable(compressor):
-        raise SpecError(f"--kick-method {path!r} is not callable: point it at a function or class")
-    return compressor
+    return _instantiate(target, repr(path))
 
 
-_BUILTIN_MODULES = ("compressors.magnitude", "compressors.wanda", "compressors.sparsegpt")
+_BUILTIN_MODULES = (
+    "compressors.magnitude",
+    "compressors.wanda",
+    "compressors.sparsegpt",
+    "compressors.gptq",
+    "compressors.random_pruning",
+    "compressors.global_magnitude",
+)
 
 
 def _load_builtins() -> None:
@@ -95,9 +125,14 @@ class LayerwisePruner:
     def prune_weight(self, weight: torch.Tensor, statistic, spec: CompressionSpec) -> torch.Tensor:
         raise NotImplementedError
 
+    def after_layer(self, name: str, original: torch.Tensor, compressed: torch.Tensor, statistic) -> None:
+        """Called with each layer's weights before and after; quantizers record their error here."""
+
     def __call__(self, model: nn.Module, spec: CompressionSpec, calibration: torch.Tensor | None) -> None:
-        def compress(_name: str, layer: nn.Linear, statistic) -> None:
-            pruned = self.prune_weight(layer.weight.data.float(), statistic, spec)
+        def compress(name: str, layer: nn.Linear, statistic) -> None:
+            original = layer.weight.data.float()
+            pruned = self.prune_weight(original, statistic, spec)
+            self.after_layer(name, original, pruned, statistic)
             layer.weight.data.copy_(pruned.to(layer.weight.dtype))
 
         walk_blocks(

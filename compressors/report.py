@@ -26,6 +26,7 @@ class CompressionReport:
 
     layers: list[LayerSparsity] = field(default_factory=list)
     seconds: float = 0.0
+    quantization_errors: dict[str, float] = field(default_factory=dict)  # layer -> relative error
 
     @property
     def numel(self) -> int:
@@ -45,17 +46,28 @@ class CompressionReport:
             "numel": self.numel,
             "zeros": self.zeros,
             "seconds": round(self.seconds, 3),
-            "layers": [asdict(layer) | {"sparsity": layer.sparsity} for layer in self.layers],
+            "layers": [
+                asdict(layer) | {"sparsity": layer.sparsity}
+                | ({"quantization_error": self.quantization_errors[layer.name]}
+                   if layer.name in self.quantization_errors else {})
+                for layer in self.layers
+            ],
         }
 
     def summary(self) -> str:
         lowest = min(self.layers, key=lambda layer: layer.sparsity)
         highest = max(self.layers, key=lambda layer: layer.sparsity)
-        return (
+        text = (
             f"achieved sparsity {self.sparsity:.4%} over {len(self.layers)} layers "
             f"(min {lowest.sparsity:.4%} {lowest.name}, max {highest.sparsity:.4%} {highest.name}) "
             f"in {self.seconds:.1f}s"
         )
+        if self.quantization_errors:
+            worst = max(self.quantization_errors, key=self.quantization_errors.get)
+            mean = sum(self.quantization_errors.values()) / len(self.quantization_errors)
+            text += (f"; quantization error (relative) mean {mean:.2e}, max {self.quantization_errors[worst]:.2e} "
+                     f"{worst}")
+        return text
 
 
 def measure_sparsity(model: nn.Module) -> CompressionReport:

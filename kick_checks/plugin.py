@@ -42,6 +42,10 @@ _OPTIONS = {
     "judge_model": "kick_judge_model",
     "judge_base_url": "kick_judge_base_url",
     "ppl_seqlen": "kick_ppl_seqlen",
+    "bits": "kick_bits",
+    "group_size": "kick_group_size",
+    "asym": "kick_asym",
+    "act_order": "kick_act_order",
 }
 
 
@@ -56,9 +60,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sparsity", dest="kick_sparsity", default=None,
                     help="fraction of weights to remove, 0 <= s < 1 (default 0: the dense model)")
     group.addoption("--kick-method", dest="kick_method", default=None,
-                    help="compression method: magnitude, wanda (default), sparsegpt, or package.module:function")
+                    help="magnitude, wanda (default), sparsegpt, random, global-magnitude, gptq, rtn, "
+                    "or package.module:function")
     group.addoption("--kick-pattern", dest="kick_pattern", default=None,
                     help="unstructured (default) or N:M such as 2:4 = N zeros in every M consecutive input weights")
+    group.addoption("--kick-bits", dest="kick_bits", default=None,
+                    help="quantize to 2-8 bits: alone with --kick-method gptq/rtn (default 4 there), or after pruning")
+    group.addoption("--kick-group-size", dest="kick_group_size", default=None,
+                    help="input columns sharing one scale, -1 = one per row (default 128; a shorter last group is ok)")
+    group.addoption("--kick-asym", dest="kick_asym", action="store_true", default=False,
+                    help="asymmetric quantization grid (min..max with a zero point) instead of symmetric")
+    group.addoption("--kick-act-order", dest="kick_act_order", action="store_true", default=False,
+                    help="GPTQ: quantize columns in order of decreasing Hessian diagonal")
     group.addoption("--kick-calib-samples", dest="kick_calib_samples", default=None,
                     help="calibration windows (default 128)")
     group.addoption("--kick-calib-seqlen", dest="kick_calib_seqlen", default=None,

@@ -35,7 +35,7 @@ from kick_checks.models import (
     resolve_model,
 )
 from kick_checks.settings import RunSettings
-from kick_checks.spec import SpecError
+from kick_checks.spec import QUANTIZATION_METHODS, SpecError
 from kick_checks.tasks import TaskOptions, TaskResult, get_task
 
 log = logging.getLogger("kick_checks")
@@ -98,28 +98,41 @@ class KickSession:
         return self._loaded
 
     def _compress(self, loaded: LoadedModel) -> None:
+        """Run the compressor; with a pruning method and ``--kick-bits``, then quantize the survivors with GPTQ.
+        Then verify what was achieved: the exact sparsity for pruning, at least the target when quantizing
+        (quantization may round a few more weights to zero)."""
         spec = self.settings.spec
         self.dense_zeros = measure_sparsity(loaded.model).zeros
+        steps = [(spec.method, self.compressor)]
+        if spec.quantizes and spec.method not in QUANTIZATION_METHODS:
+            steps.append(("gptq", get_compressor("gptq")))
         calibration = None
-        if getattr(self.compressor, "needs_calibration", True):
+        if any(getattr(step, "needs_calibration", True) for _, step in steps):
             text = calibration_text(self.settings.calib_data)
             calibration = calibration_tokens(
                 loaded.tokenizer, spec.calib_samples, spec.calib_seqlen, spec.calib_seed, text
             )
         started = time.perf_counter()
-        try:
-            self.compressor(loaded.model, spec, calibration)
-        except Exception as error:
-            log.exception("compressor %s raised", spec.method)
-            raise KickError(
-                f"compressor {spec.method!r} failed: {type(error).__name__}: {error} "
-                "(traceback in the captured log); fix the compressor or its options"
-            ) from None
+        errors: dict[str, float] = {}
+        for name, step in steps:
+            try:
+                step(loaded.model, spec, calibration if getattr(step, "needs_calibration", True) else None)
+            except Exception as error:
+                log.exception("compressor %s raised", name)
+                raise KickError(
+                    f"compressor {name!r} failed: {type(error).__name__}: {error} "
+                    "(traceback in the captured log); fix the compressor or its options"
+                ) from None
+            errors.update(getattr(step, "layer_errors", None) or {})
         report = measure_sparsity(loaded.model)
         report.seconds = time.perf_counter() - started
+        report.quantization_errors = errors
         self.compression = report
         log.info("compressed with %s: %s", spec.label(), report.summary())
-        if abs(report.sparsity - spec.sparsity) > SPARSITY_SLACK + self.dense_zeros / max(report.numel, 1):
+        slack = SPARSITY_SLACK + self.dense_zeros / max(report.numel, 1)
+        missed = report.sparsity < spec.sparsity - SPARSITY_SLACK if spec.quantizes else (
+            abs(report.sparsity - spec.sparsity) > slack)
+        if missed:
             raise KickError(
                 f"compressor {spec.method!r} reached {report.sparsity:.4%} sparsity, not the requested "
                 f"{spec.sparsity:.4%}: the compressor is wrong (see the per-layer report)"

@@ -40,6 +40,10 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "judge_model": str,
     "judge_base_url": str,
     "ppl_seqlen": int,
+    "bits": int,
+    "group_size": int,
+    "symmetric": bool,
+    "act_order": bool,
 }
 _KIND_NAMES = {str: "string", int: "whole number", dict: "table"}
 
@@ -59,7 +63,10 @@ def read_tool_config(pyproject: Path | None) -> dict:
                 f"[tool.kick] key {key!r} in {pyproject} is unknown: use one of {', '.join(sorted(CONFIG_KEYS))}"
             )
         expected = CONFIG_KEYS[key]
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if expected is bool:
+            if not isinstance(value, bool):
+                raise KickError(f"[tool.kick] {key} = {value!r} in {pyproject} must be true or false")
+        elif not isinstance(value, expected) or isinstance(value, bool):
             kind = _KIND_NAMES.get(expected, "number")
             raise KickError(f"[tool.kick] {key} = {value!r} in {pyproject} must be a {kind}")
     return table
@@ -142,6 +149,10 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
             calib_samples=pick("calib_samples"),
             calib_seqlen=pick("calib_seqlen"),
             calib_seed=pick("calib_seed"),
+            bits=pick("bits"),
+            group_size=pick("group_size"),
+            symmetric=False if options.get("asym") else config.get("symmetric"),
+            act_order=options.get("act_order") or config.get("act_order"),
         )
     except SpecError as error:
         raise KickError(str(error)) from None

@@ -14,6 +14,10 @@ DEFAULT_METHOD = "wanda"
 DEFAULT_CALIB_SAMPLES = 128
 DEFAULT_CALIB_SEQLEN = 256
 DEFAULT_CALIB_SEED = 0
+DEFAULT_BITS = 4
+DEFAULT_GROUP_SIZE = 128
+#: Methods that only quantize; every other method prunes (and quantizes the survivors when --kick-bits is set).
+QUANTIZATION_METHODS = ("gptq", "rtn")
 
 
 class SpecError(ValueError):
@@ -69,7 +73,12 @@ def parse_pattern(text: str) -> Pattern:
 
 @dataclass(frozen=True)
 class CompressionSpec:
-    """What the compressor is asked to do. ``sparsity == 0`` and no quantization means the dense model."""
+    """What the compressor is asked to do. ``sparsity == 0`` and no quantization means the dense model.
+
+    ``bits`` set means weights are quantized (fake-quant: stored dequantized, so every task runs unchanged):
+    alone with a quantization method (``gptq``, ``rtn``), or after pruning with a pruning method, in which case
+    the survivors are quantized and the zeros kept. ``group_size`` -1 means one scale per output row.
+    """
 
     method: str = DEFAULT_METHOD
     sparsity: float = 0.0
@@ -77,16 +86,34 @@ class CompressionSpec:
     calib_samples: int = DEFAULT_CALIB_SAMPLES
     calib_seqlen: int = DEFAULT_CALIB_SEQLEN
     calib_seed: int = DEFAULT_CALIB_SEED
+    bits: int | None = None
+    group_size: int = DEFAULT_GROUP_SIZE
+    symmetric: bool = True
+    act_order: bool = False
 
     @property
     def is_dense(self) -> bool:
-        return self.sparsity == 0.0
+        return self.sparsity == 0.0 and self.bits is None
+
+    @property
+    def quantizes(self) -> bool:
+        return self.bits is not None
+
+    def quantization_label(self) -> str:
+        group = "per-row" if self.group_size == -1 else f"g{self.group_size}"
+        scheme = "sym" if self.symmetric else "asym"
+        return f"{self.bits}-bit {group} {scheme}" + (" act-order" if self.act_order else "")
 
     def label(self) -> str:
-        """Short human label such as ``wanda 50% unstructured`` or ``dense``."""
+        """Short human label such as ``wanda 50% unstructured``, ``gptq 4-bit g128 sym`` or ``dense``."""
         if self.is_dense:
             return "dense"
-        return f"{self.method} {self.sparsity:.0%} {self.pattern}"
+        parts = [self.method]
+        if self.sparsity > 0:
+            parts.append(f"{self.sparsity:.0%} {self.pattern}")
+        if self.quantizes:
+            parts.append(("+ " if self.sparsity > 0 else "") + self.quantization_label())
+        return " ".join(parts)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -126,6 +153,10 @@ def build_spec(
     calib_samples: str | int | None = None,
     calib_seqlen: str | int | None = None,
     calib_seed: str | int | None = None,
+    bits: str | int | None = None,
+    group_size: str | int | None = None,
+    symmetric: bool | None = None,
+    act_order: bool | None = None,
 ) -> CompressionSpec:
     """Build a spec from raw option values (strings from the command line or config are fine).
 
@@ -140,8 +171,22 @@ def build_spec(
                 f"--sparsity is {parsed_sparsity:g}: drop --sparsity or make it {parsed_pattern.sparsity:g}"
             )
         parsed_sparsity = parsed_pattern.sparsity
+    method = (method or DEFAULT_METHOD).strip()
+    parsed_bits = _bits(bits)
+    if method in QUANTIZATION_METHODS:
+        if parsed_sparsity:
+            raise SpecError(
+                f"--kick-method {method} quantizes and does not prune: drop --sparsity/--kick-pattern, or prune with "
+                "wanda/sparsegpt/magnitude and add --kick-bits to quantize the survivors"
+            )
+        parsed_bits = parsed_bits or DEFAULT_BITS
+    elif parsed_bits is not None and not parsed_sparsity:
+        raise SpecError(
+            f"--kick-bits {parsed_bits} with --kick-method {method} and no --sparsity: use --kick-method gptq or rtn "
+            "to quantize alone, or add --sparsity to prune and then quantize"
+        )
     return CompressionSpec(
-        method=(method or DEFAULT_METHOD).strip(),
+        method=method,
         sparsity=parsed_sparsity or 0.0,
         pattern=parsed_pattern,
         calib_samples=_positive_int(calib_samples, "--kick-calib-samples")
@@ -151,4 +196,32 @@ def build_spec(
         if calib_seqlen is not None
         else DEFAULT_CALIB_SEQLEN,
         calib_seed=int(calib_seed) if calib_seed is not None else DEFAULT_CALIB_SEED,
+        bits=parsed_bits,
+        group_size=_group_size(group_size),
+        symmetric=True if symmetric is None else bool(symmetric),
+        act_order=bool(act_order),
     )
+
+
+def _bits(value) -> int | None:
+    if value is None:
+        return None
+    try:
+        bits = int(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"--kick-bits {value!r} is not a whole number: give 2 to 8") from None
+    if not 2 <= bits <= 8:
+        raise SpecError(f"--kick-bits {value} is outside 2-8: give the bits per weight, e.g. 4")
+    return bits
+
+
+def _group_size(value) -> int:
+    if value is None:
+        return DEFAULT_GROUP_SIZE
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"--kick-group-size {value!r} is not a whole number: give -1 (per row) or e.g. 128") from None
+    if size != -1 and size < 1:
+        raise SpecError(f"--kick-group-size {value} is invalid: give -1 (one group per row) or a positive size")
+    return size

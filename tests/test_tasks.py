@@ -174,4 +174,4 @@ def test_instruction_following_needs_a_judge_and_keeps_the_history(chat_loaded):
     second_turns = [request for request in judge.asked if len(request[1]) == 2]
     assert len(second_turns) == 2
     for _, turns, answers, references in second_turns:
-        assert len(answers) == 2 and references is not None and len(references) == 2
+        assert len(turns) == len(answers) == 2 and references is not None and len(references) == 2

@@ -1,0 +1,127 @@
+"""GPTQ (Frantar et al., 2023): quantize columns one at a time, pushing each column's rounding error onto the
+columns not yet quantized through the Cholesky factor of the inverse Hessian ``H = 2 X Xᵀ``.
+
+Columns go left to right in blocks of 128 (lazy batch updates); a group's grid is fitted when the sweep reaches
+its first column, on the weights as updated so far. ``act_order`` visits columns by decreasing Hessian diagonal
+(groups then follow that order). Damping is 1% of the mean diagonal. With ``keep_zeros`` the zeros already in
+the weight (from pruning) stay zero and only the survivors are quantized.
+
+Also here: ``rtn``, round-to-nearest on the same grid, the naive baseline GPTQ should beat.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compressors.base import LayerwisePruner, register
+from compressors.quantization import Grid, round_to_nearest
+from compressors.sparsegpt import BLOCK_SIZE, DAMPING, inverse_hessian_factor
+from compressors.statistics import Hessian
+from kick_checks.spec import CompressionSpec
+
+
+def gptq_quantize(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    bits: int,
+    *,
+    group_size: int = 128,
+    symmetric: bool = True,
+    act_order: bool = False,
+    keep_zeros: bool = False,
+    block_size: int = BLOCK_SIZE,
+    damping: float = DAMPING,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return ``(quantized weight, scale, zero)``; scale and zero are per weight ``[rows, cols]`` so every
+    column's grid can be checked, whatever the group layout."""
+    weight = weight.clone().float()
+    rows, cols = weight.shape
+    hessian = hessian.clone().float().to(weight.device)
+    zeros_mask = weight == 0 if keep_zeros else None
+    dead = torch.diagonal(hessian) == 0
+    hessian[dead, dead] = 1.0
+    weight[:, dead] = 0.0
+    order = torch.argsort(torch.diagonal(hessian), descending=True) if act_order else torch.arange(cols)
+    weight, hessian = weight[:, order], hessian[order][:, order]
+    if zeros_mask is not None:
+        zeros_mask = zeros_mask[:, order]
+    inverse_factor = inverse_hessian_factor(hessian, damping)
+    quantized = torch.zeros_like(weight)
+    scales, zero_points = torch.zeros_like(weight), torch.zeros_like(weight)
+    group = cols if group_size == -1 else group_size
+    grid: Grid | None = None
+
+    for start in range(0, cols, block_size):
+        end = min(start + block_size, cols)
+        block = weight[:, start:end].clone()
+        errors = torch.zeros_like(block)
+        factor = inverse_factor[start:end, start:end]
+        for offset in range(end - start):
+            column = start + offset
+            if grid is None or column % group == 0:
+                # Fit on the weights as updated so far (the published code fits on the values at the start of
+                # the 128-column block; fitting on the current values follows the errors pushed since then).
+                upcoming = torch.cat([block[:, offset:], weight[:, end:]], dim=1)[:, : group - column % group]
+                grid = Grid.fit(upcoming, bits, symmetric)
+            current = block[:, offset]
+            rounded = grid.quantize(current[:, None])[:, 0]
+            if zeros_mask is not None:
+                rounded = rounded.masked_fill(zeros_mask[:, column], 0.0)
+            quantized[:, column] = rounded
+            scales[:, column], zero_points[:, column] = grid.scale[:, 0], grid.zero[:, 0]
+            error = (current - rounded) / factor[offset, offset]
+            block[:, offset:] -= error[:, None] * factor[offset, offset:][None, :]
+            errors[:, offset] = error
+        weight[:, end:] -= errors @ inverse_factor[start:end, end:]
+    inverse_order = torch.argsort(order)
+    return quantized[:, inverse_order], scales[:, inverse_order], zero_points[:, inverse_order]
+
+
+def reconstruction_error(original: torch.Tensor, compressed: torch.Tensor, hessian: torch.Tensor) -> float:
+    """Relative output error on the calibration inputs: ``tr(ΔW H ΔWᵀ) / tr(W H Wᵀ)``."""
+    delta = (original - compressed).float()
+    hessian = hessian.float()
+    denominator = torch.einsum("ij,jk,ik->", original.float(), hessian, original.float()).item()
+    return torch.einsum("ij,jk,ik->", delta, hessian, delta).item() / max(denominator, 1e-30)
+
+
+class _Quantizer(LayerwisePruner):
+    """Shared by GPTQ and RTN: records each layer's quantization error for the report."""
+
+    def __init__(self) -> None:
+        self.layer_errors: dict[str, float] = {}
+
+    def after_layer(self, name: str, original: torch.Tensor, compressed: torch.Tensor, statistic) -> None:
+        if isinstance(statistic, Hessian):
+            self.layer_errors[name] = reconstruction_error(original, compressed, statistic.matrix())
+        else:
+            delta = (original - compressed).pow(2).sum() / original.pow(2).sum().clamp(min=1e-30)
+            self.layer_errors[name] = delta.item()
+
+
+@register("gptq")
+class GPTQ(_Quantizer):
+    """Second-order weight quantization with calibration data; 2-8 bits, groups, sym/asym, act-order."""
+
+    def statistic(self, name: str, layer: nn.Linear) -> Hessian:
+        return Hessian(layer.in_features, device=layer.weight.device)
+
+    def prune_weight(self, weight: torch.Tensor, statistic: Hessian, spec: CompressionSpec) -> torch.Tensor:
+        quantized, _, _ = gptq_quantize(
+            weight, statistic.matrix(), spec.bits, group_size=spec.group_size, symmetric=spec.symmetric,
+            act_order=spec.act_order, keep_zeros=spec.sparsity > 0,
+        )
+        return quantized
+
+
+@register("rtn")
+class RoundToNearest(_Quantizer):
+    """Each weight to the nearest level of its group's grid; no calibration, so its error is reported relative
+    in weight space."""
+
+    needs_calibration = False
+
+    def prune_weight(self, weight: torch.Tensor, statistic, spec: CompressionSpec) -> torch.Tensor:
+        quantized = round_to_nearest(weight, spec.bits, spec.group_size, spec.symmetric)
+        return quantized.masked_fill(weight == 0, 0.0) if spec.sparsity > 0 else quantized
