@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kick_checks.baselines import UPDATE_HINT, Baseline
+from kick_checks.paired_stats import PairedTest, paired_test
 from kick_checks.tasks.base import ItemOutcome, TaskResult, aggregate
 
 DEFAULT_TOLERANCE = 0.05
@@ -35,6 +36,8 @@ class Comparison:
     higher_is_better: bool = True
     problems: dict[str, int] = field(default_factory=dict)
     categories: dict[str, tuple[float, float]] = field(default_factory=dict)  # dense, compressed per category
+    test: PairedTest | None = None  # McNemar (0/1 scores) or paired bootstrap (graded), one-sided for a loss
+    gate: str = "threshold"  # or "significant": fail only when the loss is also statistically significant
 
     @property
     def relative_drop(self) -> float:
@@ -46,16 +49,38 @@ class Comparison:
         return change if self.higher_is_better else -change
 
     @property
+    def beyond_tolerance(self) -> bool:
+        return self.relative_drop > self.tolerance + 1e-12
+
+    @property
     def passed(self) -> bool:
-        return self.relative_drop <= self.tolerance + 1e-12
+        if not self.beyond_tolerance:
+            return True
+        return self.gate == "significant" and self.test is not None and not self.test.significant_loss
+
+    @property
+    def possibly_stale(self) -> bool:
+        """Far better than dense: more likely a baseline recorded under other conditions than a better model."""
+        if self.relative_drop >= -max(0.05, 2 * self.tolerance):
+            return False
+        if self.test is None:
+            return True
+        low, high = self.test.interval  # of compressed - dense
+        return low > 0 if self.higher_is_better else high < 0
 
     def summary_line(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         loss = "drop" if self.higher_is_better else "rise"
         problems = "".join(f", {count} {name.replace('_', ' ')}" for name, count in self.problems.items())
+        statistics = ""
+        if self.test is not None:
+            low, high = self.test.interval
+            statistics = f", p={self.test.p_value:.2g}, 95% CI of change [{low:+.3f}, {high:+.3f}]"
+        stale = " (far better than dense: is the baseline stale?)" if self.possibly_stale else ""
         return (
             f"{self.task}: {self.metric} dense {self.dense:.3f} -> {self.compressed:.3f} "
-            f"({loss} {self.relative_drop:+.1%}, tolerance {self.tolerance:.1%}, n={self.n}{problems}) {verdict}"
+            f"({loss} {self.relative_drop:+.1%}, tolerance {self.tolerance:.1%}, n={self.n}{problems}{statistics}) "
+            f"{verdict}{stale}"
         )
 
     def failure_message(self) -> str:
@@ -66,6 +91,8 @@ class Comparison:
             f"{self.tolerance:.1%}) on {self.n} items",
             f"  {len(self.lost)} items lost, {self.gained} gained; baseline {self.baseline_path}",
         ]
+        if self.test is not None:
+            lines.append(f"  {self.test.describe()}")
         if self.categories:
             lines.append("  by category: " + ", ".join(
                 f"{name} {dense:.2f}->{compressed:.2f}" for name, (dense, compressed) in self.categories.items()))
@@ -80,7 +107,15 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(baseline: Baseline, result: TaskResult, tolerance: float, spec_label: str) -> Comparison:
+def compare(
+    baseline: Baseline,
+    result: TaskResult,
+    tolerance: float,
+    spec_label: str,
+    *,
+    gate: str = "threshold",
+    alpha: float = 0.05,
+) -> Comparison:
     """Score both sides on the items they share and list the items the compressed model lost."""
     dense_items = baseline.by_id()
     shared = [item for item in result.items if item.id in dense_items]
@@ -106,7 +141,18 @@ def compare(baseline: Baseline, result: TaskResult, tolerance: float, spec_label
         higher_is_better=result.higher_is_better,
         problems=result.problems,
         categories=_category_pairs(result.metric, [dense_items[item.id] for item in shared], shared),
+        test=_paired_test(result, [dense_items[item.id].score for item in shared], [item.score for item in shared],
+                          alpha),
+        gate=gate,
     )
+
+
+def _paired_test(result: TaskResult, dense: list[float], compressed: list[float], alpha: float) -> PairedTest | None:
+    if len(dense) < 2:
+        return None
+    exp_mean = (lambda scores: aggregate(result.metric, scores)) if result.metric == "perplexity" else None
+    return paired_test(dense, compressed, lower_is_better=not result.higher_is_better, aggregate=exp_mean,
+                       alpha=alpha)
 
 
 def _category_pairs(metric: str, dense: list[ItemOutcome], compressed: list[ItemOutcome]) -> dict:

@@ -15,6 +15,7 @@ import pytest
 from kick_checks.comparison import Comparison
 from kick_checks.errors import KickError
 from kick_checks.models import DEFAULT_MODEL
+from kick_checks.reports import write_reports
 from kick_checks.session import KickSession, Recorded
 from kick_checks.settings import RunSettings, build_settings, read_tool_config
 from kick_checks.tasks import TaskSkipped
@@ -46,6 +47,8 @@ _OPTIONS = {
     "group_size": "kick_group_size",
     "asym": "kick_asym",
     "act_order": "kick_act_order",
+    "gate": "kick_gate",
+    "alpha": "kick_alpha",
 }
 
 
@@ -82,8 +85,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="plain-text calibration file instead of the bundled text")
     group.addoption("--kick-tolerance", dest="kick_tolerance", action="append", default=None,
                     help="allowed relative drop, VALUE for all tasks or TASK=VALUE (repeatable; default 0.05)")
+    group.addoption("--kick-gate", dest="kick_gate", default=None, choices=["threshold", "significant"],
+                    help="threshold (default): fail on a loss beyond the tolerance; significant: and only when the "
+                    "paired test (McNemar / bootstrap) finds it significant at --kick-alpha")
+    group.addoption("--kick-alpha", dest="kick_alpha", default=None, help="significance level (default 0.05)")
     group.addoption("--kick-update-baselines", dest="kick_update_baselines", action="store_true", default=False,
                     help="evaluate the dense model and (re)write the baselines")
+    group.addoption("--kick-json", dest="kick_json", default=None,
+                    help="write a JSON report (environment, fingerprints, compression, per-task and per-item results)")
+    group.addoption("--kick-markdown", dest="kick_markdown", default=None,
+                    help="write a Markdown summary table, e.g. to $GITHUB_STEP_SUMMARY")
     group.addoption("--kick-baselines-dir", dest="kick_baselines_dir", default=None,
                     help="folder of baselines (default <rootdir>/baselines, else the baselines shipped)")
     group.addoption("--kick-cache-dir", dest="kick_cache_dir", default=None,
@@ -165,10 +176,11 @@ def kick_session(request: pytest.FixtureRequest) -> KickSession:
 
 
 @pytest.fixture
-def kick_check(kick_session: KickSession):
+def kick_check(kick_session: KickSession, request: pytest.FixtureRequest):
     """Check one task: ``kick_check("factoid_qa")`` fails the test when the compressed model lost too much.
 
-    In ``--kick-update-baselines`` mode it records the dense result instead.
+    In ``--kick-update-baselines`` mode it records the dense result instead. The scores are attached to the
+    test as properties, so they appear in JUnit XML (``--junitxml``).
     """
 
     def check(task_key: str) -> Comparison | Recorded:
@@ -178,6 +190,13 @@ def kick_check(kick_session: KickSession):
             pytest.skip(str(reason))
         except KickError as error:
             pytest.fail(str(error), pytrace=False)
+        if isinstance(outcome, Comparison):
+            request.node.user_properties.extend([
+                ("kick_metric", outcome.metric), ("kick_dense", f"{outcome.dense:.6g}"),
+                ("kick_compressed", f"{outcome.compressed:.6g}"),
+                ("kick_relative_loss", f"{outcome.relative_drop:.6g}"),
+                ("kick_tolerance", f"{outcome.tolerance:.6g}"), ("kick_n", str(outcome.n)),
+            ])
         if isinstance(outcome, Comparison) and not outcome.passed:
             pytest.fail(outcome.failure_message(), pytrace=False)
         return outcome
@@ -202,6 +221,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             )
         else:
             terminalreporter.write_line(outcome.summary_line(), red=not outcome.passed, green=outcome.passed)
+    json_path, markdown_path = config.getoption("kick_json"), config.getoption("kick_markdown")
+    if json_path or markdown_path:
+        for path in write_reports(session, Path(json_path) if json_path else None,
+                                  Path(markdown_path) if markdown_path else None):
+            terminalreporter.write_line(f"report: {path}")
 
 
 logging.getLogger("kick_checks").setLevel(logging.INFO)

@@ -139,6 +139,15 @@ class KickSession:
             )
         loaded.fingerprint = {**loaded.fingerprint, "compression": spec.to_dict()}
 
+    def model_fingerprint(self) -> dict:
+        if self._loaded is not None:
+            return dict(self._loaded.fingerprint)
+        return {"alias": self.ref.alias, "source": self.ref.kind, "dtype": self.dtype}
+
+    @property
+    def results(self) -> dict[str, TaskResult]:
+        return dict(self._results)
+
     # -- tasks -------------------------------------------------------------------------------------------
     def result(self, task_key: str) -> TaskResult:
         if task_key not in self._results:
@@ -208,6 +217,7 @@ class KickSession:
                     f"baseline {path} was recorded under other settings ({'; '.join(changes)}): "
                     f"re-record it with {UPDATE_HINT} or run with the recorded settings"
                 )
-            outcome = compare(baseline, result, self.settings.tolerance_for(task_key), self.settings.spec.label())
+            outcome = compare(baseline, result, self.settings.tolerance_for(task_key), self.settings.spec.label(),
+                              gate=self.settings.gate, alpha=self.settings.alpha)
         self.outcomes.append(outcome)
         return outcome

@@ -44,6 +44,8 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "group_size": int,
     "symmetric": bool,
     "act_order": bool,
+    "gate": str,
+    "alpha": (int, float),
 }
 _KIND_NAMES = {str: "string", int: "whole number", dict: "table"}
 
@@ -126,6 +128,8 @@ class RunSettings:
     judge_model: str | None = None
     judge_base_url: str | None = None
     ppl_seqlen: int | None = None
+    gate: str = "threshold"
+    alpha: float = 0.05
 
     def tolerance_for(self, task_key: str) -> float:
         """A task's tolerance: its own key, then its data name (``retrieval_qa`` covers both variants)."""
@@ -182,6 +186,17 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
             raise KickError(f"{option} {value} must be at least 1")
         return number
 
+    gate = (pick("gate") or "threshold").strip()
+    if gate not in ("threshold", "significant"):
+        raise KickError(f"--kick-gate {gate!r} is unknown: use threshold or significant")
+    alpha = pick("alpha")
+    try:
+        alpha = 0.05 if alpha is None else float(alpha)
+    except (TypeError, ValueError):
+        raise KickError(f"--kick-alpha {alpha!r} is not a number: give a significance level such as 0.05") from None
+    if not 0 < alpha < 1:
+        raise KickError(f"--kick-alpha {alpha} is outside (0, 1): give a significance level such as 0.05")
+
     return RunSettings(
         model=pick("model") or DEFAULT_MODEL,
         dtype=pick("dtype") or "auto",
@@ -198,4 +213,6 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         judge_model=pick("judge_model") or None,
         judge_base_url=pick("judge_base_url") or None,
         ppl_seqlen=positive("ppl_seqlen", "--kick-ppl-seqlen"),
+        gate=gate,
+        alpha=alpha,
     )

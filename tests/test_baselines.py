@@ -100,3 +100,24 @@ def test_comparison_lists_lost_items_and_is_one_sided(tmp_path):
     assert "q1" in message and str(Path(path)) in message
     better = compare(baseline, result([1, 1, 1, 1, 1]), 0.0, "wanda 10% unstructured")
     assert better.passed and better.gained == 1
+
+
+def test_significance_gate_and_statistics_in_the_message(tmp_path):
+    path = baseline_path(tmp_path, "m", "factoid_qa")
+    write_baseline(path, result([1] * 40), MODEL)
+    baseline = read_baseline(path)
+    one_loss = result([1] * 39 + [0])  # a 2.5% drop: beyond a zero tolerance, but one item is not significant
+    threshold = compare(baseline, one_loss, 0.0, "wanda 10%")
+    significant = compare(baseline, one_loss, 0.0, "wanda 10%", gate="significant")
+    assert not threshold.passed and significant.passed
+    assert threshold.test.method == "mcnemar-exact" and threshold.test.p_value == 0.5
+    many = compare(baseline, result([1] * 30 + [0] * 10), 0.0, "wanda 50%", gate="significant")
+    assert not many.passed and many.test.p_value == pytest.approx(2**-10)
+    assert "p=0.00098" in many.summary_line() and "McNemar exact: 10 lost, 0 gained" in many.failure_message()
+
+
+def test_far_better_than_dense_is_flagged_as_a_stale_baseline(tmp_path):
+    path = baseline_path(tmp_path, "m", "factoid_qa")
+    write_baseline(path, result([0] * 30 + [1] * 10), MODEL)
+    better = compare(read_baseline(path), result([1] * 40), 0.05, "wanda 10%")
+    assert better.passed and better.possibly_stale and "is the baseline stale?" in better.summary_line()

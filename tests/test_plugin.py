@@ -156,3 +156,21 @@ def test_a_pruner_that_raises_is_one_line(pytester, kick_args):
     result = pytester.runpytest(*kick_args, "--sparsity", "0.3", "--kick-method", "bad_pruner:prune")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*compressor 'bad_pruner:prune' failed: ValueError: shape (3,) != (4,)*"])
+
+
+def test_json_markdown_and_junit_reports(pytester, kick_args, tmp_path):
+    record(pytester, kick_args)
+    report, summary, junit = tmp_path / "out" / "kick.json", tmp_path / "summary.md", tmp_path / "junit.xml"
+    result = pytester.runpytest(*kick_args, "--sparsity", "0.9", "--kick-method", "magnitude",
+                                "--kick-json", str(report), "--kick-markdown", str(summary), f"--junitxml={junit}")
+    result.assert_outcomes(failed=1)
+    document = json.loads(report.read_text())
+    assert document["spec"]["sparsity"] == 0.9 and document["compression"]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    (task,) = document["tasks"]
+    assert task["task"] == "factoid_qa" and task["verdict"] == "fail" and task["dense"] == 1.0
+    assert len(task["result"]["items"]) == 12 and task["lost"]
+    assert "sha256" in document["model"] and document["environment"]["device"] == "cpu"
+    text = summary.read_text()
+    assert "| factoid_qa | exact_match | 1.000 |" in text and "fail" in text
+    xml = junit.read_text()
+    assert 'name="kick_dense" value="1"' in xml and 'name="kick_metric" value="exact_match"' in xml

@@ -1,0 +1,126 @@
+"""Reports of a kick run: one machine-readable JSON document and a Markdown summary fit for a CI step summary.
+
+Both are built from the session's outcomes after the tests ran, and written atomically (a reader never sees
+half a file). Nothing secret goes in: the judge is named by its model, never by its key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import kick_checks
+from kick_checks.comparison import Comparison
+
+
+def run_document(session) -> dict:
+    """Everything a later reader needs: environment, model and spec fingerprints, compression, task outcomes."""
+    import torch
+    import transformers
+
+    tasks = []
+    for outcome in session.outcomes:
+        result = session.results.get(outcome.task)
+        entry: dict = {"task": outcome.task}
+        if isinstance(outcome, Comparison):
+            entry.update(
+                verdict="pass" if outcome.passed else "fail",
+                metric=outcome.metric,
+                dense=outcome.dense,
+                compressed=outcome.compressed,
+                relative_loss=outcome.relative_drop,
+                tolerance=outcome.tolerance,
+                n=outcome.n,
+                lost=[item.id for item in outcome.lost],
+                gained=outcome.gained,
+                baseline=outcome.baseline_path,
+                categories={name: {"dense": d, "compressed": c} for name, (d, c) in outcome.categories.items()},
+            )
+        else:
+            entry.update(verdict="recorded", metric=result.metric if result else None, dense=outcome.score,
+                         n=outcome.n, baseline=str(outcome.path))
+        if result is not None:
+            entry["result"] = result.to_dict()
+        tasks.append(entry)
+    return {
+        "kick_checks_version": kick_checks.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "device": session.device,
+        },
+        "model": session.model_fingerprint(),
+        "spec": session.settings.spec.to_dict(),
+        "judge_model": session.settings.judge_model,
+        "compression": session.compression.to_dict() if session.compression else None,
+        "tasks": tasks,
+    }
+
+
+def markdown_summary(document: dict) -> str:
+    """A table per run: task, metric, dense, compressed, change, tolerance, verdict."""
+    spec = document["spec"]
+    model = document["model"]
+    lines = [
+        f"### kick-checks: {model.get('alias')} ({model.get('dtype')}), {spec_label(spec)}",
+        "",
+    ]
+    compression = document.get("compression")
+    if compression:
+        lines += [f"Achieved sparsity {compression['sparsity']:.2%} in {compression['seconds']:.1f}s.", ""]
+    lines += ["| task | metric | dense | compressed | change | tolerance | verdict |", "|---|---|---|---|---|---|---|"]
+    for task in document["tasks"]:
+        if task["verdict"] == "recorded":
+            lines.append(f"| {task['task']} | {task['metric']} | {task['dense']:.3f} | | | | recorded |")
+            continue
+        lines.append(
+            f"| {task['task']} | {task['metric']} | {task['dense']:.3f} | {task['compressed']:.3f} | "
+            f"{-task['relative_loss']:+.1%} | {task['tolerance']:.1%} | "
+            f"{'✅ pass' if task['verdict'] == 'pass' else '❌ fail'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def spec_label(spec: dict) -> str:
+    if not spec.get("sparsity") and spec.get("bits") is None:
+        return "dense"
+    parts = [spec["method"]]
+    if spec.get("sparsity"):
+        parts.append(f"{spec['sparsity']:.0%} {spec['pattern']}")
+    if spec.get("bits") is not None:
+        parts.append(f"{spec['bits']}-bit g{spec['group_size']}")
+    return " ".join(parts)
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_reports(session, json_path: Path | None, markdown_path: Path | None) -> list[Path]:
+    document = run_document(session)
+    written = []
+    if json_path is not None:
+        written.append(write_atomically(json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"))
+    if markdown_path is not None:
+        written.append(write_atomically(markdown_path, markdown_summary(document)))
+    return written
