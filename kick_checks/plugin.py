@@ -7,7 +7,9 @@ installs kick-checks gets the suite without copying it. The work itself lives in
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from kick_checks.comparison import Comparison
 from kick_checks.errors import KickError
 from kick_checks.models import DEFAULT_MODEL
-from kick_checks.reports import write_reports
+from kick_checks.reports import merged_document, run_document, write_reports
 from kick_checks.session import KickSession, Recorded
 from kick_checks.settings import RunSettings, build_settings, read_tool_config
 from kick_checks.tasks import TaskSkipped
@@ -23,6 +25,7 @@ from kick_checks.tasks import TaskSkipped
 _SETTINGS = pytest.StashKey[RunSettings]()
 _SESSION = pytest.StashKey[KickSession]()
 _ROOT = pytest.StashKey[Path]()
+_WORKER_SUMMARIES = pytest.StashKey[list]()
 _OPTIONS = {
     "model": "kick_model",
     "dtype": "kick_dtype",
@@ -49,6 +52,7 @@ _OPTIONS = {
     "act_order": "kick_act_order",
     "gate": "kick_gate",
     "alpha": "kick_alpha",
+    "no_compress_cache": "kick_no_compress_cache",
 }
 
 
@@ -98,7 +102,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kick-baselines-dir", dest="kick_baselines_dir", default=None,
                     help="folder of baselines (default <rootdir>/baselines, else the baselines shipped)")
     group.addoption("--kick-cache-dir", dest="kick_cache_dir", default=None,
-                    help="cache for converted models (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
+                    help="cache for converted models, compressed weights and judgments "
+                    "(default $KICK_CACHE_DIR or ~/.cache/kick-checks; clear with kick cache clear)")
+    group.addoption("--kick-no-compress-cache", dest="kick_no_compress_cache", action="store_true", default=False,
+                    help="always compress; do not read or write the compressed-weights cache")
     group.addoption("--kick-data", dest="kick_data", action="append", default=None,
                     help="NAME=PATH: task data NAME (factoid_qa, retrieval_qa, multiple_choice, summarization, "
                     "conversations, perplexity) from our JSONL or the real benchmark's files (repeatable)")
@@ -204,26 +211,70 @@ def kick_check(kick_session: KickSession, request: pytest.FixtureRequest):
     return check
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    session = config.stash.get(_SESSION, None)
-    if session is None or not session.outcomes:
-        return
-    terminalreporter.section("kick-checks")
-    model = f"{session.ref.alias} ({session.dtype}, {session.device})"
-    terminalreporter.write_line(f"model: {model}; compression: {session.settings.spec.label()}")
+def session_summary(session: KickSession) -> dict:
+    """What the end-of-run summary shows, as plain data, so xdist workers can send it to the controller."""
+    compression = None
     if session.compression is not None:
-        terminalreporter.write_line(session.compression.summary())
+        source = "loaded from the compression cache: " if session.compression_source == "loaded" else ""
+        compression = source + session.compression.summary()
+    outcomes = []
     for outcome in session.outcomes:
         if isinstance(outcome, Recorded):
             before = "new" if outcome.previous is None else f"was {outcome.previous:.3f}"
-            terminalreporter.write_line(
-                f"{outcome.task}: recorded dense {outcome.score:.3f} on {outcome.n} items ({before}) -> {outcome.path}"
-            )
+            line = (f"{outcome.task}: recorded dense {outcome.score:.3f} on {outcome.n} items ({before}) "
+                    f"-> {outcome.path}")
+            outcomes.append({"task": outcome.task, "line": line, "passed": None})
         else:
-            terminalreporter.write_line(outcome.summary_line(), red=not outcome.passed, green=outcome.passed)
+            outcomes.append({"task": outcome.task, "line": outcome.summary_line(), "passed": outcome.passed})
+    return {
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        "header": f"model: {session.ref.alias} ({session.dtype}, {session.device}); "
+                  f"compression: {session.settings.spec.label()}",
+        "compression": compression,
+        "outcomes": outcomes,
+        "document": run_document(session),
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand this worker's kick summary to the controller."""
+    config = session.config
+    kick = config.stash.get(_SESSION, None)
+    if hasattr(config, "workeroutput") and kick is not None and kick.outcomes:
+        config.workeroutput["kick_summary"] = json.dumps(session_summary(kick))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """On the xdist controller, collect each worker's kick summary."""
+    summary = getattr(node, "workeroutput", {}).get("kick_summary")
+    if summary:
+        node.config.stash.setdefault(_WORKER_SUMMARIES, []).append(json.loads(summary))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    summaries = list(config.stash.get(_WORKER_SUMMARIES, []))
+    session = config.stash.get(_SESSION, None)
+    if session is not None and session.outcomes:
+        summaries.append(session_summary(session))
+    if not summaries:
+        return
+    summaries.sort(key=lambda summary: summary["worker"])
+    terminalreporter.section("kick-checks")
+    terminalreporter.write_line(summaries[0]["header"])
+    for summary in summaries:
+        if summary["compression"]:
+            prefix = f"[{summary['worker']}] " if len(summaries) > 1 else ""
+            terminalreporter.write_line(prefix + summary["compression"])
+    outcomes = sorted((outcome for summary in summaries for outcome in summary["outcomes"]),
+                      key=lambda outcome: outcome["task"])
+    for outcome in outcomes:
+        passed = outcome["passed"]
+        terminalreporter.write_line(outcome["line"], red=passed is False, green=passed is True)
     json_path, markdown_path = config.getoption("kick_json"), config.getoption("kick_markdown")
     if json_path or markdown_path:
-        for path in write_reports(session, Path(json_path) if json_path else None,
+        document = merged_document([summary["document"] for summary in summaries])
+        for path in write_reports(document, Path(json_path) if json_path else None,
                                   Path(markdown_path) if markdown_path else None):
             terminalreporter.write_line(f"report: {path}")
 

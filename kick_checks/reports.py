@@ -116,8 +116,17 @@ def write_atomically(path: Path, text: str) -> Path:
     return path
 
 
-def write_reports(session, json_path: Path | None, markdown_path: Path | None) -> list[Path]:
-    document = run_document(session)
+def merged_document(documents: list[dict]) -> dict:
+    """One document from several xdist workers' documents: same run, tasks split between them."""
+    merged = dict(documents[0])
+    merged["tasks"] = sorted((task for document in documents for task in document["tasks"]),
+                             key=lambda task: task["task"])
+    merged["compression"] = next((d["compression"] for d in documents if d.get("compression")), None)
+    merged["model"] = max((d["model"] for d in documents), key=len)
+    return merged
+
+
+def write_reports(document: dict, json_path: Path | None, markdown_path: Path | None) -> list[Path]:
     written = []
     if json_path is not None:
         written.append(write_atomically(json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"))

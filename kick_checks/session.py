@@ -6,6 +6,7 @@ the plugin and the ``kick`` CLI share it. Everything expensive happens at most o
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from kick_checks.baselines import (
 )
 from kick_checks.calibration import calibration_text, calibration_tokens
 from kick_checks.comparison import Comparison, compare
+from kick_checks.compressed_cache import CompressedCache, code_hash, entry_key
 from kick_checks.errors import KickError
 from kick_checks.judge import Judge, JudgeConfig
 from kick_checks.models import (
@@ -71,6 +73,7 @@ class KickSession:
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self._loaded: LoadedModel | None = None
         self.compression: CompressionReport | None = None
+        self.compression_source = ""  # "compressed" here, or "loaded" from the compression cache
         self.dense_zeros = 0
         self._results: dict[str, TaskResult] = {}
         self._judge: Judge | None = None
@@ -98,17 +101,44 @@ class KickSession:
         return self._loaded
 
     def _compress(self, loaded: LoadedModel) -> None:
-        """Run the compressor; with a pruning method and ``--kick-bits``, then quantize the survivors with GPTQ.
-        Then verify what was achieved: the exact sparsity for pruning, at least the target when quantizing
-        (quantization may round a few more weights to zero)."""
+        """Compress (or load the same compression from the cache), then verify what was achieved: the exact
+        sparsity for pruning, at least the target when quantizing (rounding may zero a few more weights)."""
         spec = self.settings.spec
         self.dense_zeros = measure_sparsity(loaded.model).zeros
         steps = [(spec.method, self.compressor)]
         if spec.quantizes and spec.method not in QUANTIZATION_METHODS:
             steps.append(("gptq", get_compressor("gptq")))
-        calibration = None
+        text = None
         if any(getattr(step, "needs_calibration", True) for _, step in steps):
             text = calibration_text(self.settings.calib_data)
+
+        def compress() -> CompressionReport:
+            return self._run_steps(loaded, steps, text)
+
+        if self.settings.compress_cache:
+            key = entry_key(loaded.fingerprint, spec.to_dict(),
+                            hashlib.sha256(text.encode()).hexdigest() if text is not None else None,
+                            code_hash([step for _, step in steps]))
+            cache = CompressedCache(self.settings.cache_dir or default_cache_dir(), self.ref.alias, key)
+            report, self.compression_source = cache.compressed_once(loaded.model, compress)
+        else:
+            report, self.compression_source = compress(), "compressed"
+        self.compression = report
+        log.info("%s with %s: %s", self.compression_source, spec.label(), report.summary())
+        slack = SPARSITY_SLACK + self.dense_zeros / max(report.numel, 1)
+        missed = report.sparsity < spec.sparsity - SPARSITY_SLACK if spec.quantizes else (
+            abs(report.sparsity - spec.sparsity) > slack)
+        if missed:
+            raise KickError(
+                f"compressor {spec.method!r} reached {report.sparsity:.4%} sparsity, not the requested "
+                f"{spec.sparsity:.4%}: the compressor is wrong (see the per-layer report)"
+            )
+        loaded.fingerprint = {**loaded.fingerprint, "compression": spec.to_dict()}
+
+    def _run_steps(self, loaded: LoadedModel, steps: list, text: str | None) -> CompressionReport:
+        spec = self.settings.spec
+        calibration = None
+        if text is not None:
             calibration = calibration_tokens(
                 loaded.tokenizer, spec.calib_samples, spec.calib_seqlen, spec.calib_seed, text
             )
@@ -127,17 +157,7 @@ class KickSession:
         report = measure_sparsity(loaded.model)
         report.seconds = time.perf_counter() - started
         report.quantization_errors = errors
-        self.compression = report
-        log.info("compressed with %s: %s", spec.label(), report.summary())
-        slack = SPARSITY_SLACK + self.dense_zeros / max(report.numel, 1)
-        missed = report.sparsity < spec.sparsity - SPARSITY_SLACK if spec.quantizes else (
-            abs(report.sparsity - spec.sparsity) > slack)
-        if missed:
-            raise KickError(
-                f"compressor {spec.method!r} reached {report.sparsity:.4%} sparsity, not the requested "
-                f"{spec.sparsity:.4%}: the compressor is wrong (see the per-layer report)"
-            )
-        loaded.fingerprint = {**loaded.fingerprint, "compression": spec.to_dict()}
+        return report
 
     def model_fingerprint(self) -> dict:
         if self._loaded is not None:

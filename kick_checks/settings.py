@@ -130,6 +130,7 @@ class RunSettings:
     ppl_seqlen: int | None = None
     gate: str = "threshold"
     alpha: float = 0.05
+    compress_cache: bool = True
 
     def tolerance_for(self, task_key: str) -> float:
         """A task's tolerance: its own key, then its data name (``retrieval_qa`` covers both variants)."""
@@ -215,4 +216,5 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         ppl_seqlen=positive("ppl_seqlen", "--kick-ppl-seqlen"),
         gate=gate,
         alpha=alpha,
+        compress_cache=not options.get("no_compress_cache"),
     )

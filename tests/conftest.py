@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_models import build_tiny_model, train_toy_qa_model  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_kick_cache(tmp_path_factory):
+    """Keep the tests' converted models and compressed weights out of the user's ~/.cache/kick-checks."""
+    previous = os.environ.get("KICK_CACHE_DIR")
+    os.environ["KICK_CACHE_DIR"] = str(tmp_path_factory.mktemp("kick-cache-dir"))
+    yield
+    if previous is None:
+        os.environ.pop("KICK_CACHE_DIR", None)
+    else:
+        os.environ["KICK_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

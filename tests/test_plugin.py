@@ -174,3 +174,55 @@ def test_json_markdown_and_junit_reports(pytester, kick_args, tmp_path):
     assert "| factoid_qa | exact_match | 1.000 |" in text and "fail" in text
     xml = junit.read_text()
     assert 'name="kick_dense" value="1"' in xml and 'name="kick_metric" value="exact_match"' in xml
+
+
+def test_compression_is_cached_and_a_damaged_entry_is_rebuilt(pytester, kick_args, tmp_path):
+    record(pytester, kick_args)
+    cache = tmp_path / "cache"
+    args = [*kick_args, "--sparsity", "0.3", "--kick-method", "wanda", "--kick-tolerance", "1.0",
+            "--kick-cache-dir", str(cache)]
+    first = pytester.runpytest(*args)
+    first.assert_outcomes(passed=1)
+    assert "loaded from the compression cache" not in first.stdout.str()
+    (entry,) = [path for path in (cache / "compressed").iterdir() if path.is_dir()]
+    second = pytester.runpytest(*args)
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["*loaded from the compression cache: achieved sparsity 30.0*"])
+    def verdict(run):
+        return re.search(r"factoid_qa: exact_match .*", run.stdout.str()).group(0)
+
+    assert verdict(first) == verdict(second)  # the cached weights give the same result
+    weights = entry / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # a truncated write
+    third = pytester.runpytest(*args)
+    third.assert_outcomes(passed=1)
+    assert "loaded from the compression cache" not in third.stdout.str()
+    other = pytester.runpytest(*[a if a != "0.3" else "0.4" for a in args])  # another spec, another entry
+    other.assert_outcomes(passed=1)
+    assert len([path for path in (cache / "compressed").iterdir() if path.is_dir()]) == 2
+
+
+def test_under_xdist_one_worker_compresses_and_the_controller_reports_all_tasks(pytester, toy_qa, tmp_path):
+    model_dir, data = toy_qa
+    common = [
+        "-p", "no:cacheprovider", "--kick-model", str(model_dir), "--kick-dtype", "float32",
+        "--kick-device", "cpu", "--kick-data", f"factoid_qa={data}", "--kick-data", f"retrieval_qa={data}",
+        "--kick-baselines-dir", str(tmp_path / "baselines"), "--kick-cache-dir", str(tmp_path / "cache"),
+    ]
+    # retrieval_qa reads the toy rows as passages-less items; give them a passage for the open-book variant
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    with_passages = tmp_path / "retrieval.jsonl"
+    with_passages.write_text("".join(json.dumps({**row, "passage": row["question"]}) + "\n" for row in rows))
+    common[common.index(f"retrieval_qa={data}")] = f"retrieval_qa={with_passages}"
+    selection = ["-m", "kick", "-k", "factoid or retrieval"]
+    pytester.runpytest(*selection, *common, "--kick-update-baselines").assert_outcomes(passed=3)
+    report = tmp_path / "kick.json"
+    result = pytester.runpytest_subprocess(*selection, *common, "-n", "2", "--sparsity", "0.2",
+                                           "--kick-tolerance", "1.0", "--kick-json", str(report))
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    assert out.count("loaded from the compression cache") == 1  # one worker compressed, the other loaded
+    result.stdout.fnmatch_lines(["*factoid_qa: exact_match dense*PASS*", "*retrieval_qa.closed_book*PASS*",
+                                 "*retrieval_qa.open_book*PASS*"])
+    tasks = [task["task"] for task in json.loads(report.read_text())["tasks"]]
+    assert tasks == ["factoid_qa", "retrieval_qa.closed_book", "retrieval_qa.open_book"]
