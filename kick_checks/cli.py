@@ -3,6 +3,9 @@
     kick info                     versions, device, embedded models, tasks, baselines shipped
     kick prepare [--model M]      load (and for GGUF models convert and cache) a model once, print its fingerprint
     kick run [PYTEST ARGS...]     pytest -m kick with the given options, e.g. kick run --sparsity 0.5
+    kick cache clear              remove the cached compressed weights
+    kick sweep --out DIR ...      methods x sparsities (x patterns, x bits): JSON per point, tables and plots
+    kick report DIR               rebuild the sweep's tables and plots from its JSON files
 """
 
 from __future__ import annotations
@@ -69,6 +72,43 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from kick_checks.compressed_cache import clear
+
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    removed = clear(cache_dir)
+    print(f"removed {removed} compressed-weight entries from {cache_dir / 'compressed'}")
+    return 0
+
+
+def _floats(text: str) -> list[float]:
+    return [float(value) for value in text.split(",") if value.strip()] if text else []
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from kick_checks.sweep import plan, report, run_sweep
+
+    points = plan(
+        [method.strip() for method in args.methods.split(",") if method.strip()],
+        _floats(args.sparsities),
+        [pattern.strip() for pattern in args.patterns.split(",") if pattern.strip()],
+        [int(value) for value in _floats(args.bits)],
+    )
+    out = Path(args.out)
+    run_sweep(points, out, args.pytest_args)
+    for path in report(out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from kick_checks.sweep import report
+
+    for path in report(Path(args.folder)):
+        print(f"wrote {path}")
+    return 0
+
+
 def _run(pytest_args: list[str]) -> int:
     import pytest
 
@@ -87,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     prepare.add_argument("--cache-dir", default=None,
                          help="model cache (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
+    cache = commands.add_parser("cache", help="manage the compressed-weights cache")
+    cache.add_argument("action", choices=["clear"])
+    cache.add_argument("--cache-dir", default=None, help="cache (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
+    sweep = commands.add_parser("sweep", help="methods x sparsities (x patterns, x bits) on one model")
+    sweep.add_argument("--out", required=True, help="folder for the JSON reports, tables and plots")
+    sweep.add_argument("--methods", default="magnitude,wanda,sparsegpt")
+    sweep.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7")
+    sweep.add_argument("--patterns", default="2:4,4:8", help="N:M patterns for the pruning methods ('' for none)")
+    sweep.add_argument("--bits", default="8,4,3", help="bit widths for gptq/rtn in --methods")
+    sweep.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                       help="after --: options for every run, e.g. -- --kick-limit 80 -k 'not summarization'")
+    report = commands.add_parser("report", help="tables and plots of a sweep folder, without running models")
+    report.add_argument("folder")
     commands.add_parser("run", help="pytest -m kick with the remaining arguments", add_help=False)
     return parser
 
@@ -97,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return {"info": _info, "prepare": _prepare}[args.command](args)
+        if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+            args.pytest_args = args.pytest_args[1:]
+        commands = {"info": _info, "prepare": _prepare, "cache": _cache, "sweep": _sweep, "report": _report}
+        return commands[args.command](args)
     except KickError as error:
         print(f"kick: error: {error}", file=sys.stderr)
         return 2

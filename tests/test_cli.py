@@ -49,3 +49,13 @@ def test_help_and_version(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 0
+
+
+def test_cache_clear_removes_compressed_entries(tmp_path, capsys):
+    entry = tmp_path / "compressed" / "model-abc"
+    entry.mkdir(parents=True)
+    (entry / "weights.safetensors").write_bytes(b"x")
+    assert main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0
+    assert "removed 1 compressed-weight entries" in capsys.readouterr().out
+    assert not (tmp_path / "compressed").exists()
+    assert main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0

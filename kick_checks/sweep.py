@@ -1,0 +1,189 @@
+"""``kick sweep``: the LLM-KICK picture for one model, methods x sparsities (x N:M patterns, x bits) x tasks.
+
+Each configuration is one ``pytest -m kick`` run in a subprocess (so each starts from a fresh model and frees
+its memory), writing its JSON report into the output folder; all of them compare against the same stored dense
+baselines, so the dense model is evaluated once, when the baselines were recorded. ``kick report FOLDER``
+rebuilds the tables and plots from those JSON files without running any model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kick_checks.errors import KickError
+from kick_checks.reports import write_atomically
+
+KNOWLEDGE_TASKS = ("factoid_qa", "retrieval_qa.closed_book", "multiple_choice")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    method: str
+    sparsity: float = 0.0
+    pattern: str | None = None
+    bits: int | None = None
+
+    @property
+    def name(self) -> str:
+        parts = [self.method]
+        if self.pattern:
+            parts.append(self.pattern.replace(":", "of"))
+        elif self.sparsity:
+            parts.append(f"s{round(self.sparsity * 100):02d}")
+        if self.bits:
+            parts.append(f"{self.bits}bit")
+        return "-".join(parts)
+
+    def options(self) -> list[str]:
+        options = ["--kick-method", self.method]
+        if self.pattern:
+            options += ["--kick-pattern", self.pattern]
+        elif self.sparsity:
+            options += ["--sparsity", str(self.sparsity)]
+        if self.bits:
+            options += ["--kick-bits", str(self.bits)]
+        return options
+
+
+def plan(methods: list[str], sparsities: list[float], patterns: list[str], bits: list[int]) -> list[SweepPoint]:
+    """Pruning methods at every sparsity and pattern; quantization methods (gptq, rtn) at every bit width."""
+    points = []
+    for method in methods:
+        if method in ("gptq", "rtn"):
+            points += [SweepPoint(method, bits=width) for width in bits]
+            continue
+        points += [SweepPoint(method, sparsity=value) for value in sparsities]
+        if method != "global-magnitude":
+            points += [SweepPoint(method, pattern=pattern) for pattern in patterns]
+    if not points:
+        raise KickError("the sweep is empty: give --methods and --sparsities (or --bits for gptq/rtn)")
+    return points
+
+
+def run_sweep(points: list[SweepPoint], out: Path, pytest_args: list[str]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, point in enumerate(points, start=1):
+        report = out / f"{point.name}.json"
+        started = time.perf_counter()
+        print(f"[{index}/{len(points)}] {point.name} ...", end="", flush=True)
+        command = [sys.executable, "-m", "pytest", "-m", "kick", "-q", "-p", "no:cacheprovider", *point.options(),
+                   "--kick-json", str(report), *pytest_args]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=out)
+        if not report.is_file():
+            tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+            raise KickError(f"sweep point {point.name} produced no report (exit {done.returncode}): {' | '.join(tail)}")
+        print(f" {time.perf_counter() - started:.0f}s")
+        written.append(report)
+    return written
+
+
+def load_reports(folder: Path) -> list[dict]:
+    documents = []
+    for path in sorted(Path(folder).glob("*.json")):
+        if path.name == "sweep.json":
+            continue
+        try:
+            document = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise KickError(f"{path} is not a kick JSON report: rerun that sweep point") from None
+        if "tasks" in document and "spec" in document:
+            documents.append(document)
+    if not documents:
+        raise KickError(f"{folder} holds no kick JSON reports: run kick sweep --out {folder} first")
+    return documents
+
+
+def sweep_rows(documents: list[dict]) -> list[dict]:
+    """One row per configuration and task: dense and compressed score, relative loss, verdict."""
+    rows = []
+    for document in documents:
+        spec = document["spec"]
+        for task in document["tasks"]:
+            if task.get("verdict") not in ("pass", "fail"):
+                continue
+            rows.append({
+                "method": spec["method"], "sparsity": spec["sparsity"], "pattern": spec["pattern"],
+                "bits": spec.get("bits"), "task": task["task"], "metric": task["metric"], "dense": task["dense"],
+                "compressed": task["compressed"], "relative_loss": task["relative_loss"], "verdict": task["verdict"],
+            })
+    return sorted(rows, key=lambda row: (row["method"], row["pattern"], row["sparsity"], row["bits"] or 0,
+                                         row["task"]))
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| method | sparsity | pattern | bits | task | dense | compressed | change | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['method']} | {row['sparsity']:.0%} | {row['pattern']} | {row['bits'] or ''} | {row['task']} | "
+            f"{row['dense']:.3f} | {row['compressed']:.3f} | {-row['relative_loss']:+.1%} | {row['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], out: Path) -> list[Path]:
+    """Score vs sparsity per task (one line per method, dense level dashed), and perplexity change against
+    knowledge-task change. Needs matplotlib (``pip install matplotlib``); returns the PNG files written."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: tables written, plots skipped (pip install matplotlib)")
+        return []
+    written = []
+    unstructured = [row for row in rows if row["pattern"] == "unstructured" and not row["bits"]]
+    tasks = sorted({row["task"] for row in unstructured})
+    if tasks:
+        figure, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False)
+        for axis, task in zip(axes[0], tasks):
+            task_rows = [row for row in unstructured if row["task"] == task]
+            for method in sorted({row["method"] for row in task_rows}):
+                points = sorted((row["sparsity"], row["compressed"]) for row in task_rows if row["method"] == method)
+                axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+            axis.axhline(task_rows[0]["dense"], linestyle="--", color="grey", label="dense")
+            axis.set_title(task, fontsize=9)
+            axis.set_xlabel("sparsity")
+        axes[0][0].legend(fontsize=7)
+        figure.tight_layout()
+        path = out / "score_vs_sparsity.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    by_config: dict[tuple, dict[str, float]] = {}
+    for row in rows:
+        by_config.setdefault((row["method"], row["sparsity"], row["pattern"], row["bits"]), {})[row["task"]] = row[
+            "relative_loss"]
+    pairs = [(losses["perplexity"], sum(losses[t] for t in KNOWLEDGE_TASKS if t in losses)
+              / max(1, sum(t in losses for t in KNOWLEDGE_TASKS)), config)
+             for config, losses in by_config.items() if "perplexity" in losses]
+    if pairs:
+        figure, axis = plt.subplots(figsize=(4.5, 4))
+        for rise, knowledge_loss, config in pairs:
+            axis.scatter(rise * 100, -knowledge_loss * 100)
+            axis.annotate(f"{config[0]} {config[2] if config[2] != 'unstructured' else f'{config[1]:.0%}'}"
+                          + (f" {config[3]}b" if config[3] else ""), (rise * 100, -knowledge_loss * 100), fontsize=6)
+        axis.set_xlabel("perplexity rise (%)")
+        axis.set_ylabel("knowledge tasks change (%)")
+        figure.tight_layout()
+        path = out / "perplexity_vs_knowledge.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def report(folder: Path) -> list[Path]:
+    rows = sweep_rows(load_reports(folder))
+    written = [
+        write_atomically(folder / "sweep.json", json.dumps(rows, indent=1) + "\n"),
+        write_atomically(folder / "sweep.md", markdown_table(rows)),
+    ]
+    return written + plot(rows, folder)

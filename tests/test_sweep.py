@@ -1,0 +1,49 @@
+"""kick sweep and kick report on the toy model: one run per configuration, tables from the JSON reports."""
+
+import json
+
+import pytest
+
+from kick_checks.cli import main
+from kick_checks.errors import KickError
+from kick_checks.sweep import SweepPoint, markdown_table, plan, sweep_rows
+
+
+def test_plan_covers_methods_sparsities_patterns_and_bits():
+    points = plan(["wanda", "gptq"], [0.1, 0.5], ["2:4"], [8, 4])
+    assert [point.name for point in points] == ["wanda-s10", "wanda-s50", "wanda-2of4", "gptq-8bit", "gptq-4bit"]
+    assert SweepPoint("wanda", pattern="2:4").options() == ["--kick-method", "wanda", "--kick-pattern", "2:4"]
+    with pytest.raises(KickError, match="sweep is empty"):
+        plan(["gptq"], [0.5], [], [])
+
+
+def test_sweep_then_report_on_the_toy_model(pytester, toy_qa, tmp_path, capsys):
+    model_dir, data = toy_qa
+    common = ["-k", "factoid", "--kick-model", str(model_dir), "--kick-dtype", "float32", "--kick-device", "cpu",
+              "--kick-data", f"factoid_qa={data}", "--kick-baselines-dir", str(tmp_path / "baselines"),
+              "--kick-cache-dir", str(tmp_path / "cache")]
+    pytester.runpytest("-m", "kick", "-p", "no:cacheprovider", *common, "--kick-update-baselines").assert_outcomes(
+        passed=1)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--out", str(out), "--methods", "magnitude", "--sparsities", "0.1,0.9", "--patterns", "",
+                 "--", *common]) == 0
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [(row["sparsity"], row["verdict"]) for row in rows] == [(0.1, "pass"), (0.9, "fail")]
+    assert "| magnitude | 90% | unstructured |  | factoid_qa | 1.000 |" in (out / "sweep.md").read_text()
+    (out / "sweep.md").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "sweep.md").is_file()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_report_of_an_empty_folder_says_what_to_do(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "run kick sweep --out" in capsys.readouterr().err
+
+
+def test_markdown_table_formats_changes():
+    rows = sweep_rows([{"spec": {"method": "wanda", "sparsity": 0.3, "pattern": "unstructured", "bits": None},
+                        "tasks": [{"task": "factoid_qa", "metric": "exact_match", "dense": 0.5, "compressed": 0.4,
+                                   "relative_loss": 0.2, "verdict": "fail"},
+                                  {"task": "perplexity", "verdict": "recorded"}]}])
+    assert markdown_table(rows).splitlines()[2] == (
+        "| wanda | 30% | unstructured |  | factoid_qa | 0.500 | 0.400 | -20.0% | fail |")
