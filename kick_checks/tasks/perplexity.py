@@ -3,8 +3,9 @@ little it moves while knowledge falls away.
 
 The text is tokenized once and cut into non-overlapping windows of ``--kick-ppl-seqlen`` tokens (default: the
 model's context, at most 2048, the length SparseGPT and Wanda evaluate at); a trailing partial window is
-dropped so every window weighs the same. Each window is one item, scored by its mean negative log-likelihood;
-the task's score is ``exp`` of their mean. Lower is better.
+dropped so every window weighs the same. ``--kick-limit`` does not apply (the bundled text is nine windows).
+Each window is one item, scored by its mean negative log-likelihood; the task's score is ``exp`` of their mean.
+Lower is better.
 
 Bundled text: ``perplexity.txt``, our own encyclopedia-style articles in the WikiText-2 raw layout.
 """
@@ -58,11 +59,7 @@ class Perplexity:
                 f"the perplexity text ({source}) has {len(ids)} tokens, fewer than one window of {seqlen}: "
                 "lower --kick-ppl-seqlen or give a longer text"
             )
-        windows = list(range(count))
-        if options.limit is not None:
-            from kick_checks.loaders import sample_rows
-
-            windows = sample_rows(windows, options.limit, options.limit_seed, f"the {count} perplexity windows")
+        windows = list(range(count))  # all of them, whatever --kick-limit says: a few windows cost little
         device = next(model.parameters()).device
         outcomes = []
         with torch.no_grad():
