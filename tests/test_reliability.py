@@ -1,0 +1,85 @@
+"""Determinism, secrets, and the bad-input cases not covered next to their modules."""
+
+import json
+
+import pytest
+
+from kick_checks.calibration import calibration_tokens
+from kick_checks.errors import KickError
+from kick_checks.tasks import get_task
+
+
+@pytest.fixture
+def toy_args(toy_qa, tmp_path):
+    model_dir, data = toy_qa
+    return [
+        "-m", "kick", "-k", "factoid", "-p", "no:cacheprovider", "--kick-model", str(model_dir),
+        "--kick-dtype", "float32", "--kick-device", "cpu", "--kick-data", f"factoid_qa={data}",
+        "--kick-baselines-dir", str(tmp_path / "baselines"), "--kick-cache-dir", str(tmp_path / "cache"),
+        "--kick-calib-samples", "8", "--kick-calib-seqlen", "32",
+    ]
+
+
+def items_of(report) -> list:
+    (task,) = json.loads(report.read_text())["tasks"]
+    return task["result"]["items"]
+
+
+def test_the_same_command_twice_and_under_xdist_gives_identical_items(pytester, toy_args, tmp_path):
+    pytester.runpytest(*toy_args, "--kick-update-baselines").assert_outcomes(passed=1)
+    run = [*toy_args, "--sparsity", "0.8", "--kick-method", "sparsegpt", "--kick-tolerance", "1.0",
+           "--kick-no-compress-cache"]
+    reports = [tmp_path / "first.json", tmp_path / "second.json", tmp_path / "xdist.json"]
+    pytester.runpytest(*run, "--kick-json", str(reports[0])).assert_outcomes(passed=1)
+    pytester.runpytest(*run, "--kick-json", str(reports[1])).assert_outcomes(passed=1)
+    pytester.runpytest_subprocess(*run, "-n", "2", "--kick-json", str(reports[2])).assert_outcomes(passed=1)
+    first = items_of(reports[0])
+    assert first == items_of(reports[1]) == items_of(reports[2])
+    assert len(first) == 12 and all(item["prediction"] for item in first)
+
+
+def test_the_judge_key_appears_in_no_output(pytester, toy_args, tmp_path, monkeypatch):
+    secret = "sk-kick-test-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    pytester.runpytest(*toy_args, "--kick-update-baselines").assert_outcomes(passed=1)
+    report, summary = tmp_path / "kick.json", tmp_path / "kick.md"
+    result = pytester.runpytest(*toy_args, "--sparsity", "0.2", "--kick-method", "magnitude",
+                                "--kick-judge-model", "judge-model", "--kick-judge-base-url", "http://127.0.0.1:9/v1",
+                                "--kick-json", str(report), "--kick-markdown", str(summary), "--kick-tolerance", "1")
+    result.assert_outcomes(passed=1)
+    assert json.loads(report.read_text())["judge_model"] == "judge-model"
+    for text in (report.read_text(), summary.read_text(), result.stdout.str(), result.stderr.str()):
+        assert secret not in text
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".lock", ""):
+            assert secret.encode() not in path.read_bytes()
+
+
+def test_unknown_task_is_one_line():
+    with pytest.raises(KickError, match="task 'mmlu' is unknown: use one of factoid_qa"):
+        get_task("mmlu")
+
+
+def test_calibration_text_shorter_than_a_window(tiny_loaded):
+    with pytest.raises(KickError, match="fewer than --kick-calib-seqlen 256: lower --kick-calib-seqlen"):
+        calibration_tokens(tiny_loaded.tokenizer, 4, 256, 0, text="Too short to calibrate on.")
+
+
+def test_limit_larger_than_the_data(pytester, toy_args):
+    result = pytester.runpytest(*toy_args, "--kick-update-baselines", "--kick-limit", "500")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*--kick-limit 500 is larger than the 12 items in*lower it or drop it*"])
+
+
+def test_a_task_with_failed_judgments_fails_instead_of_passing(tiny_model_dir, tmp_path):
+    from kick_checks.session import KickSession
+    from kick_checks.settings import build_settings
+    from kick_checks.tasks.base import ItemOutcome, TaskResult
+
+    settings = build_settings({"model": str(tiny_model_dir), "dtype": "float32", "device": "cpu"}, {}, tmp_path)
+    session = KickSession(settings, tmp_path)
+    session._results["summarization"] = TaskResult(
+        "summarization", "judge_score", [ItemOutcome("a", 7.0, "")], {}, problems={"judge_failed": 2})
+    with pytest.raises(KickError, match="the judge gave no answer for 2 items after retries"):
+        session.check("summarization")
+    assert not (tmp_path / "baselines").exists()
