@@ -69,7 +69,7 @@ def run_sweep(points: list[SweepPoint], out: Path, pytest_args: list[str]) -> li
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for index, point in enumerate(points, start=1):
-        report = out / f"{point.name}.json"
+        report = (out / f"{point.name}.json").resolve()
         started = time.perf_counter()
         print(f"[{index}/{len(points)}] {point.name} ...", end="", flush=True)
         command = [sys.executable, "-m", "pytest", "-m", "kick", "-q", "-p", "no:cacheprovider", *point.options(),
