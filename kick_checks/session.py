@@ -53,18 +53,6 @@ def shipped_baselines_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "baselines"
 
 
-def share_cpu_between_workers() -> None:
-    """Under pytest-xdist on CPU, give each worker its share of the cores: torch would otherwise start one
-    thread per core in every worker, and the oversubscribed workers would run slower than one process."""
-    import os
-
-    import torch
-
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-
-
 @dataclass
 class Recorded:
     """A baseline written in update mode."""
@@ -82,8 +70,6 @@ class KickSession:
         self.root = root
         self.ref: ModelRef = resolve_model(settings.model)
         self.device = resolve_device(settings.device)
-        if self.device == "cpu":
-            share_cpu_between_workers()
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self._loaded: LoadedModel | None = None
         self.compression: CompressionReport | None = None
