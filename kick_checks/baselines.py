@@ -8,13 +8,12 @@ package version). Files are written atomically: a reader sees the old file or th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from kick_checks import __version__
+from kick_checks.atomic import write_text_atomically
 from kick_checks.errors import KickError
 from kick_checks.tasks.base import ItemOutcome, TaskResult
 
@@ -72,21 +71,7 @@ def write_baseline(path: Path, result: TaskResult, model_fingerprint: dict) -> P
             for item in result.items
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            json.dump(document, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomically(path, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
 def read_baseline(path: Path) -> Baseline:

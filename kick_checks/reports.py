@@ -7,13 +7,12 @@ half a file). Nothing secret goes in: the judge is named by its model, never by 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import kick_checks
+from kick_checks.atomic import write_text_atomically
 from kick_checks.comparison import Comparison
 
 
@@ -99,23 +98,6 @@ def spec_label(spec: dict) -> str:
     return " ".join(parts)
 
 
-def write_atomically(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def merged_document(documents: list[dict]) -> dict:
     """One document from several xdist workers' documents: same run, tasks split between them."""
     merged = dict(documents[0])
@@ -129,7 +111,7 @@ def merged_document(documents: list[dict]) -> dict:
 def write_reports(document: dict, json_path: Path | None, markdown_path: Path | None) -> list[Path]:
     written = []
     if json_path is not None:
-        written.append(write_atomically(json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"))
+        written.append(write_text_atomically(json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"))
     if markdown_path is not None:
-        written.append(write_atomically(markdown_path, markdown_summary(document)))
+        written.append(write_text_atomically(markdown_path, markdown_summary(document)))
     return written

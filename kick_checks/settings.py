@@ -12,7 +12,7 @@ from pathlib import Path
 from kick_checks.comparison import DEFAULT_TOLERANCE
 from kick_checks.errors import KickError
 from kick_checks.models import DEFAULT_MODEL
-from kick_checks.spec import CompressionSpec, SpecError, build_spec
+from kick_checks.spec import CompressionSpec, SpecError, build_spec, positive_int
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -177,15 +177,10 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
 
     def positive(name: str, option: str) -> int | None:
         value = pick(name)
-        if value is None:
-            return None
         try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise KickError(f"{option} {value!r} is not a whole number: give a count such as 50") from None
-        if number < 1:
-            raise KickError(f"{option} {value} must be at least 1")
-        return number
+            return None if value is None else positive_int(value, option)
+        except SpecError as error:
+            raise KickError(str(error)) from None
 
     gate = (pick("gate") or "threshold").strip()
     if gate not in ("threshold", "significant"):

@@ -135,7 +135,7 @@ def parse_sparsity(value: str | float | None) -> float | None:
     return sparsity
 
 
-def _positive_int(value, option: str) -> int:
+def positive_int(value, option: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -189,10 +189,10 @@ def build_spec(
         method=method,
         sparsity=parsed_sparsity or 0.0,
         pattern=parsed_pattern,
-        calib_samples=_positive_int(calib_samples, "--kick-calib-samples")
+        calib_samples=positive_int(calib_samples, "--kick-calib-samples")
         if calib_samples is not None
         else DEFAULT_CALIB_SAMPLES,
-        calib_seqlen=_positive_int(calib_seqlen, "--kick-calib-seqlen")
+        calib_seqlen=positive_int(calib_seqlen, "--kick-calib-seqlen")
         if calib_seqlen is not None
         else DEFAULT_CALIB_SEQLEN,
         calib_seed=int(calib_seed) if calib_seed is not None else DEFAULT_CALIB_SEED,

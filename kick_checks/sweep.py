@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kick_checks.atomic import write_text_atomically
 from kick_checks.errors import KickError
-from kick_checks.reports import write_atomically
 
 KNOWLEDGE_TASKS = ("factoid_qa", "retrieval_qa.closed_book", "multiple_choice")
 
@@ -183,7 +183,7 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
 def report(folder: Path) -> list[Path]:
     rows = sweep_rows(load_reports(folder))
     written = [
-        write_atomically(folder / "sweep.json", json.dumps(rows, indent=1) + "\n"),
-        write_atomically(folder / "sweep.md", markdown_table(rows)),
+        write_text_atomically(folder / "sweep.json", json.dumps(rows, indent=1) + "\n"),
+        write_text_atomically(folder / "sweep.md", markdown_table(rows)),
     ]
     return written + plot(rows, folder)

@@ -46,7 +46,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     def disk_full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("kick_checks.baselines.os.fsync", disk_full)
+    monkeypatch.setattr("kick_checks.atomic.os.fsync", disk_full)
     with pytest.raises(OSError):
         write_baseline(path, result([0, 0]), MODEL)
     assert path.read_bytes() == before
