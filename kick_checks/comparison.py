@@ -38,6 +38,7 @@ class Comparison:
     categories: dict[str, tuple[float, float]] = field(default_factory=dict)  # dense, compressed per category
     test: PairedTest | None = None  # McNemar (0/1 scores) or paired bootstrap (graded), one-sided for a loss
     gate: str = "threshold"  # or "significant": fail only when the loss is also statistically significant
+    tolerance_kind: str = "relative"  # or "absolute" (drop in metric units) or "recovery" (compressed / dense)
 
     @property
     def relative_drop(self) -> float:
@@ -49,8 +50,31 @@ class Comparison:
         return change if self.higher_is_better else -change
 
     @property
+    def recovery(self) -> float:
+        """Compressed as a fraction of dense (for lower-is-better metrics, dense / compressed)."""
+        numerator, denominator = ((self.compressed, self.dense) if self.higher_is_better
+                                  else (self.dense, self.compressed))
+        return numerator / denominator if denominator else 1.0
+
+    @property
+    def absolute_drop(self) -> float:
+        return (self.dense - self.compressed) if self.higher_is_better else (self.compressed - self.dense)
+
+    @property
     def beyond_tolerance(self) -> bool:
+        if self.tolerance_kind == "absolute":
+            return self.absolute_drop > self.tolerance + 1e-12
+        if self.tolerance_kind == "recovery":
+            return self.recovery < self.tolerance - 1e-12
         return self.relative_drop > self.tolerance + 1e-12
+
+    @property
+    def tolerance_text(self) -> str:
+        if self.tolerance_kind == "absolute":
+            return f"absolute {self.tolerance:.3g}"
+        if self.tolerance_kind == "recovery":
+            return f"recovery >= {self.tolerance:.1%}"
+        return f"{self.tolerance:.1%}"
 
     @property
     def passed(self) -> bool:
@@ -61,7 +85,7 @@ class Comparison:
     @property
     def possibly_stale(self) -> bool:
         """Far better than dense: more likely a baseline recorded under other conditions than a better model."""
-        if self.relative_drop >= -max(0.05, 2 * self.tolerance):
+        if self.relative_drop >= -max(0.05, 2 * self.tolerance if self.tolerance_kind == "relative" else 0.0):
             return False
         if self.test is None:
             return True
@@ -79,7 +103,7 @@ class Comparison:
         stale = " (far better than dense: is the baseline stale?)" if self.possibly_stale else ""
         return (
             f"{self.task}: {self.metric} dense {self.dense:.3f} -> {self.compressed:.3f} "
-            f"({loss} {self.relative_drop:+.1%}, tolerance {self.tolerance:.1%}, n={self.n}{problems}{statistics}) "
+            f"({loss} {self.relative_drop:+.1%}, tolerance {self.tolerance_text}, n={self.n}{problems}{statistics}) "
             f"{verdict}{stale}"
         )
 
@@ -87,8 +111,9 @@ class Comparison:
         lines = [
             f"{self.task} lost more than the tolerance under {self.spec_label}:",
             f"  {self.metric}: dense {self.dense:.3f} -> compressed {self.compressed:.3f} "
-            f"(relative {'drop' if self.higher_is_better else 'rise'} {self.relative_drop:.1%} > tolerance "
-            f"{self.tolerance:.1%}) on {self.n} items",
+            f"(relative {'drop' if self.higher_is_better else 'rise'} {self.relative_drop:.1%}, absolute "
+            f"{self.absolute_drop:.3g}, recovery {self.recovery:.1%}; tolerance {self.tolerance_text}) "
+            f"on {self.n} items",
             f"  {len(self.lost)} items lost, {self.gained} gained; baseline {self.baseline_path}",
         ]
         if self.test is not None:
@@ -113,6 +138,7 @@ def compare(
     tolerance: float,
     spec_label: str,
     *,
+    tolerance_kind: str = "relative",
     gate: str = "threshold",
     alpha: float = 0.05,
 ) -> Comparison:
@@ -134,6 +160,7 @@ def compare(
         compressed=aggregate(result.metric, [item.score for item in shared]),
         n=count,
         tolerance=tolerance,
+        tolerance_kind=tolerance_kind,
         spec_label=spec_label,
         baseline_path=str(baseline.path),
         lost=lost,

@@ -39,6 +39,7 @@ _OPTIONS = {
     "calib_data": "kick_calib_data",
     "tolerance": "kick_tolerance",
     "update_baselines": "kick_update_baselines",
+    "update_missing": "kick_update_missing",
     "baselines_dir": "kick_baselines_dir",
     "cache_dir": "kick_cache_dir",
     "data": "kick_data",
@@ -88,7 +89,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kick-calib-data", dest="kick_calib_data", default=None,
                     help="plain-text calibration file instead of the bundled text")
     group.addoption("--kick-tolerance", dest="kick_tolerance", action="append", default=None,
-                    help="allowed relative drop, VALUE for all tasks or TASK=VALUE (repeatable; default 0.05)")
+                    help="allowed loss: VALUE (relative drop), abs:VALUE or recovery:VALUE, for all tasks or as "
+                    "TASK=VALUE (repeatable; default 0.05)")
     group.addoption("--kick-gate", dest="kick_gate", default=None, choices=["threshold", "significant"],
                     help="threshold (default): fail on a loss beyond the tolerance; significant: and only when the "
                     "paired test (McNemar / bootstrap) finds it significant at --kick-alpha")
@@ -99,6 +101,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write a JSON report (environment, fingerprints, compression, per-task and per-item results)")
     group.addoption("--kick-markdown", dest="kick_markdown", default=None,
                     help="write a Markdown summary table, e.g. to $GITHUB_STEP_SUMMARY")
+    group.addoption("--kick-update-missing", dest="kick_update_missing", action="store_true", default=False,
+                    help="record the dense baselines that are absent; compare the others")
     group.addoption("--kick-baselines-dir", dest="kick_baselines_dir", default=None,
                     help="folder of baselines (default <rootdir>/baselines, else the baselines shipped)")
     group.addoption("--kick-cache-dir", dest="kick_cache_dir", default=None,
@@ -202,7 +206,7 @@ def kick_check(kick_session: KickSession, request: pytest.FixtureRequest):
                 ("kick_metric", outcome.metric), ("kick_dense", f"{outcome.dense:.6g}"),
                 ("kick_compressed", f"{outcome.compressed:.6g}"),
                 ("kick_relative_loss", f"{outcome.relative_drop:.6g}"),
-                ("kick_tolerance", f"{outcome.tolerance:.6g}"), ("kick_n", str(outcome.n)),
+                ("kick_tolerance", outcome.tolerance_text), ("kick_n", str(outcome.n)),
             ])
         if isinstance(outcome, Comparison) and not outcome.passed:
             pytest.fail(outcome.failure_message(), pytrace=False)
@@ -220,10 +224,7 @@ def session_summary(session: KickSession) -> dict:
     outcomes = []
     for outcome in session.outcomes:
         if isinstance(outcome, Recorded):
-            before = "new" if outcome.previous is None else f"was {outcome.previous:.3f}"
-            line = (f"{outcome.task}: recorded dense {outcome.score:.3f} on {outcome.n} items ({before}) "
-                    f"-> {outcome.path}")
-            outcomes.append({"task": outcome.task, "line": line, "passed": None})
+            outcomes.append({"task": outcome.task, "line": outcome.line(), "passed": None})
         else:
             outcomes.append({"task": outcome.task, "line": outcome.summary_line(), "passed": outcome.passed})
     return {

@@ -33,6 +33,8 @@ def run_document(session) -> dict:
                 compressed=outcome.compressed,
                 relative_loss=outcome.relative_drop,
                 tolerance=outcome.tolerance,
+                tolerance_kind=outcome.tolerance_kind,
+                tolerance_text=outcome.tolerance_text,
                 n=outcome.n,
                 lost=[item.id for item in outcome.lost],
                 gained=outcome.gained,
@@ -81,7 +83,7 @@ def markdown_summary(document: dict) -> str:
             continue
         lines.append(
             f"| {task['task']} | {task['metric']} | {task['dense']:.3f} | {task['compressed']:.3f} | "
-            f"{-task['relative_loss']:+.1%} | {task['tolerance']:.1%} | "
+            f"{-task['relative_loss']:+.1%} | {task['tolerance_text']} | "
             f"{'✅ pass' if task['verdict'] == 'pass' else '❌ fail'} |"
         )
     return "\n".join(lines) + "\n"

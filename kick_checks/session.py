@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import kick_checks
@@ -53,6 +53,17 @@ def shipped_baselines_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "baselines"
 
 
+def baseline_diff(old, result: TaskResult, model_fingerprint: dict) -> list[str]:
+    """What a re-recorded baseline changes: fingerprint fields, and items whose score moved, appeared or went."""
+    changes = fingerprint_changes(old.fingerprint, baseline_fingerprint(model_fingerprint, result.fingerprint))
+    old_items, new_items = old.by_id(), result.by_id()
+    moved = sum(1 for key in old_items.keys() & new_items.keys() if old_items[key].score != new_items[key].score)
+    added, removed = len(new_items.keys() - old_items.keys()), len(old_items.keys() - new_items.keys())
+    changes += [f"{count} items {what}" for count, what in ((moved, "changed score"), (added, "added"),
+                                                            (removed, "removed")) if count]
+    return changes
+
+
 @dataclass
 class Recorded:
     """A baseline written in update mode."""
@@ -62,6 +73,12 @@ class Recorded:
     score: float
     n: int
     previous: float | None
+    changes: list[str] = field(default_factory=list)  # what differs from the baseline this one replaced
+
+    def line(self) -> str:
+        before = "new" if self.previous is None else f"was {self.previous:.3f}"
+        changed = f"; {', '.join(self.changes)}" if self.changes else ""
+        return f"{self.task}: recorded dense {self.score:.3f} on {self.n} items ({before}{changed}) -> {self.path}"
 
 
 class KickSession:
@@ -218,16 +235,19 @@ class KickSession:
                 "incomplete: check the judge endpoint and rerun (judgments already made are cached)"
             )
         fingerprint = self.loaded.fingerprint
-        if self.settings.update_baselines:
-            path = baseline_path(self.baselines_dir(for_writing=True), self.ref.alias, task_key)
-            previous = None
+        writing_path = baseline_path(self.baselines_dir(for_writing=True), self.ref.alias, task_key)
+        missing = self.settings.update_missing and not writing_path.is_file()
+        if self.settings.update_baselines or missing:
+            path = writing_path
+            previous, changes = None, []
             if path.is_file():
                 try:
-                    previous = read_baseline(path).score
+                    old = read_baseline(path)
+                    previous, changes = old.score, baseline_diff(old, result, fingerprint)
                 except KickError:
-                    previous = None
+                    changes = ["the old file was unreadable"]
             write_baseline(path, result, fingerprint)
-            outcome: Comparison | Recorded = Recorded(task_key, path, result.score, result.n, previous)
+            outcome: Comparison | Recorded = Recorded(task_key, path, result.score, result.n, previous, changes)
         else:
             path = baseline_path(self.baselines_dir(), self.ref.alias, task_key)
             baseline = read_baseline(path)
@@ -237,7 +257,8 @@ class KickSession:
                     f"baseline {path} was recorded under other settings ({'; '.join(changes)}): "
                     f"re-record it with {UPDATE_HINT} or run with the recorded settings"
                 )
-            outcome = compare(baseline, result, self.settings.tolerance_for(task_key), self.settings.spec.label(),
-                              gate=self.settings.gate, alpha=self.settings.alpha)
+            tolerance = self.settings.tolerance_for(task_key)
+            outcome = compare(baseline, result, tolerance.value, self.settings.spec.label(),
+                              tolerance_kind=tolerance.kind, gate=self.settings.gate, alpha=self.settings.alpha)
         self.outcomes.append(outcome)
         return outcome

@@ -31,7 +31,7 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "calib_seqlen": int,
     "calib_seed": int,
     "calib_data": str,
-    "tolerance": (int, float),
+    "tolerance": (int, float, str),
     "tolerances": dict,
     "baselines_dir": str,
     "cache_dir": str,
@@ -74,17 +74,38 @@ def read_tool_config(pyproject: Path | None) -> dict:
     return table
 
 
-def _tolerance_value(text, where: str) -> float:
+TOLERANCE_KINDS = ("relative", "absolute", "recovery")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How much a task may lose: a relative drop (default), an absolute drop in the metric's units
+    (``abs:0.02``), or a minimum recovery ratio compressed / dense (``recovery:0.9``)."""
+
+    value: float
+    kind: str = "relative"
+
+
+def _tolerance_value(text, where: str) -> Tolerance:
+    raw = str(text).strip()
+    kind, _, number = raw.partition(":") if ":" in raw else ("relative", "", raw)
+    kind = {"rel": "relative", "abs": "absolute"}.get(kind.strip(), kind.strip())
+    if kind not in TOLERANCE_KINDS:
+        raise KickError(f"{where} {text!r} has an unknown kind: use VALUE, abs:VALUE or recovery:VALUE")
     try:
-        value = float(text)
+        value = float(number)
     except (TypeError, ValueError):
         raise KickError(f"{where} {text!r} is not a number: give a fraction such as 0.05 for 5%") from None
-    if not 0.0 <= value <= 1.0:
+    if kind == "relative" and not 0.0 <= value <= 1.0:
         raise KickError(f"{where} {text!r} is outside [0, 1]: give the allowed relative drop, e.g. 0.05")
-    return value
+    if kind == "absolute" and value < 0:
+        raise KickError(f"{where} {text!r} is negative: give the allowed drop in the metric's units, e.g. abs:0.02")
+    if kind == "recovery" and not 0.0 < value <= 1.0:
+        raise KickError(f"{where} {text!r} is outside (0, 1]: give the share of the dense score to keep, e.g. 0.9")
+    return Tolerance(value, kind)
 
 
-def parse_tolerances(option_values: list[str], config: dict) -> tuple[float, dict[str, float]]:
+def parse_tolerances(option_values: list[str], config: dict) -> tuple[Tolerance, dict[str, Tolerance]]:
     """The default tolerance and per-task ones, from config then ``--kick-tolerance [TASK=]VALUE`` options."""
     default = _tolerance_value(config.get("tolerance", DEFAULT_TOLERANCE), "[tool.kick] tolerance")
     per_task = {
@@ -117,9 +138,10 @@ class RunSettings:
     dtype: str = "auto"
     device: str = "auto"
     spec: CompressionSpec = field(default_factory=CompressionSpec)
-    tolerance: float = DEFAULT_TOLERANCE
-    tolerances: dict[str, float] = field(default_factory=dict)
+    tolerance: Tolerance = Tolerance(DEFAULT_TOLERANCE)
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
     update_baselines: bool = False
+    update_missing: bool = False
     baselines_dir: Path | None = None
     cache_dir: Path | None = None
     data_paths: dict[str, Path] = field(default_factory=dict)
@@ -132,7 +154,7 @@ class RunSettings:
     alpha: float = 0.05
     compress_cache: bool = True
 
-    def tolerance_for(self, task_key: str) -> float:
+    def tolerance_for(self, task_key: str) -> Tolerance:
         """A task's tolerance: its own key, then its data name (``retrieval_qa`` covers both variants)."""
         if task_key in self.tolerances:
             return self.tolerances[task_key]
@@ -162,10 +184,10 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
     except SpecError as error:
         raise KickError(str(error)) from None
     update = bool(options.get("update_baselines"))
-    if update and not spec.is_dense:
-        raise KickError(
-            "--kick-update-baselines records the dense model: drop --sparsity/--kick-pattern from this run"
-        )
+    update_missing = bool(options.get("update_missing"))
+    if (update or update_missing) and not spec.is_dense:
+        flag = "--kick-update-baselines" if update else "--kick-update-missing"
+        raise KickError(f"{flag} records the dense model: drop --sparsity/--kick-pattern/--kick-bits from this run")
     default_tolerance, per_task = parse_tolerances(options.get("tolerance") or [], config)
 
     def path_of(name: str) -> Path | None:
@@ -201,6 +223,7 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         tolerance=default_tolerance,
         tolerances=per_task,
         update_baselines=update,
+        update_missing=update_missing,
         baselines_dir=path_of("baselines_dir"),
         cache_dir=path_of("cache_dir"),
         data_paths=parse_data_paths(options.get("data") or [], config),

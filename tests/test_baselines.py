@@ -121,3 +121,15 @@ def test_far_better_than_dense_is_flagged_as_a_stale_baseline(tmp_path):
     write_baseline(path, result([0] * 30 + [1] * 10), MODEL)
     better = compare(read_baseline(path), result([1] * 40), 0.05, "wanda 10%")
     assert better.passed and better.possibly_stale and "is the baseline stale?" in better.summary_line()
+
+
+def test_absolute_and_recovery_tolerances(tmp_path):
+    path = baseline_path(tmp_path, "m", "factoid_qa")
+    write_baseline(path, result([1] * 8 + [0] * 2), MODEL)
+    baseline, worse = read_baseline(path), result([1] * 7 + [0] * 3)  # 0.8 -> 0.7
+    assert compare(baseline, worse, 0.11, "x", tolerance_kind="absolute").passed
+    assert not compare(baseline, worse, 0.09, "x", tolerance_kind="absolute").passed
+    assert compare(baseline, worse, 0.875, "x", tolerance_kind="recovery").passed  # 0.7 / 0.8 = 0.875
+    failed = compare(baseline, worse, 0.9, "x", tolerance_kind="recovery")
+    assert not failed.passed and "recovery >= 90.0%" in failed.summary_line()
+    assert "absolute 0.1, recovery 87.5%" in failed.failure_message()

@@ -226,3 +226,21 @@ def test_under_xdist_one_worker_compresses_and_the_controller_reports_all_tasks(
                                  "*retrieval_qa.open_book*PASS*"])
     tasks = [task["task"] for task in json.loads(report.read_text())["tasks"]]
     assert tasks == ["factoid_qa", "retrieval_qa.closed_book", "retrieval_qa.open_book"]
+
+
+def test_update_missing_records_only_absent_baselines_and_update_shows_the_diff(pytester, kick_args, toy_qa, tmp_path):
+    first = pytester.runpytest(*kick_args, "--kick-update-missing")
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items (new)*"])
+    path = tmp_path / "baselines" / toy_qa[0].name / "factoid_qa.json"
+    document = json.loads(path.read_text())
+    document["items"][0]["score"], document["score"] = 0.0, 11 / 12  # pretend the old baseline had one item wrong
+    document["fingerprint"]["prompt_version"] = "older-prompt"
+    path.write_text(json.dumps(document))
+    again = pytester.runpytest(*kick_args, "--kick-update-missing")  # present: compared, not rewritten
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["*recorded under other settings (prompt_version: 'older-prompt' -> *"])
+    update = pytester.runpytest(*kick_args, "--kick-update-baselines")
+    update.assert_outcomes(passed=1)
+    update.stdout.fnmatch_lines(["*recorded dense 1.000 on 12 items (was 0.917; prompt_version: 'older-prompt' -> "
+                                 "*, 1 items changed score)*"])

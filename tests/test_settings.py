@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from kick_checks.errors import KickError
-from kick_checks.settings import build_settings, parse_tolerances, read_tool_config
+from kick_checks.settings import Tolerance, build_settings, parse_tolerances, read_tool_config
 
 
 def settings(options: dict | None = None, config: dict | None = None, root: Path = Path("/project")):
@@ -21,7 +21,7 @@ def error_of(call, *args, **kwargs) -> str:
 
 def test_defaults():
     run = settings()
-    assert (run.model, run.dtype, run.device, run.tolerance) == ("smollm2-135m", "auto", "auto", 0.05)
+    assert (run.model, run.dtype, run.device, run.tolerance) == ("smollm2-135m", "auto", "auto", Tolerance(0.05))
     assert run.spec.is_dense and not run.update_baselines and run.baselines_dir is None
 
 
@@ -37,11 +37,14 @@ def test_options_override_config_and_paths_are_relative_to_the_root():
 def test_tolerances_default_per_task_and_per_data_name():
     config = {"tolerance": 0.03, "tolerances": {"retrieval_qa": 0.5}}
     default, per_task = parse_tolerances(["0.1", "factoid_qa=0.2"], config)
-    assert default == 0.1 and per_task == {"retrieval_qa": 0.5, "factoid_qa": 0.2}
+    assert default == Tolerance(0.1) and per_task == {"retrieval_qa": Tolerance(0.5), "factoid_qa": Tolerance(0.2)}
     run = settings({"tolerance": ["retrieval_qa.open_book=0.01"]}, {"tolerances": {"retrieval_qa": 0.5}})
-    assert run.tolerance_for("retrieval_qa.open_book") == 0.01
-    assert run.tolerance_for("retrieval_qa.closed_book") == 0.5
-    assert run.tolerance_for("factoid_qa") == 0.05
+    assert run.tolerance_for("retrieval_qa.open_book") == Tolerance(0.01)
+    assert run.tolerance_for("retrieval_qa.closed_book") == Tolerance(0.5)
+    assert run.tolerance_for("factoid_qa") == Tolerance(0.05)
+    _, kinds = parse_tolerances(["factoid_qa=abs:0.02", "perplexity=recovery:0.9", "multiple_choice=rel:0.1"], {})
+    assert kinds == {"factoid_qa": Tolerance(0.02, "absolute"), "perplexity": Tolerance(0.9, "recovery"),
+                     "multiple_choice": Tolerance(0.1, "relative")}
 
 
 @pytest.mark.parametrize(
@@ -49,6 +52,8 @@ def test_tolerances_default_per_task_and_per_data_name():
     [
         ({"tolerance": ["five"]}, {}, "--kick-tolerance 'five' is not a number"),
         ({"tolerance": ["factoid_qa=2"]}, {}, "is outside [0, 1]"),
+        ({"tolerance": ["factoid_qa=max:2"]}, {}, "has an unknown kind: use VALUE, abs:VALUE or recovery:VALUE"),
+        ({"tolerance": ["recovery:1.5"]}, {}, "is outside (0, 1]"),
         ({"sparsity": "1.5"}, {}, "--sparsity"),
         ({"sparsity": "0.5", "update_baselines": True}, {}, "--kick-update-baselines records the dense model"),
         ({"data": ["factoid_qa"]}, {}, "must be NAME=PATH"),
@@ -70,8 +75,8 @@ def test_tool_kick_table_is_checked(tmp_path):
     assert read_tool_config(pyproject) == {"sparsity": 0.5, "tolerances": {"factoid_qa": 0.2}}
     unknown = error_for("[tool.kick]\nsparsty = 0.5\n")
     assert "key 'sparsty'" in unknown and "use one of" in unknown and "sparsity" in unknown
-    assert "tolerance = '0.05'" in error_for('[tool.kick]\ntolerance = "0.05"\n')
-    assert "must be a number" in error_for('[tool.kick]\ntolerance = "0.05"\n')
+    assert "tolerance = [0.05]" in error_for("[tool.kick]\ntolerance = [0.05]\n")
+    assert "must be a number" in error_for("[tool.kick]\ntolerance = [0.05]\n")
     assert "calib_samples = True" in error_for("[tool.kick]\ncalib_samples = true\n")
     assert "must be a whole number" in error_for("[tool.kick]\ncalib_samples = true\n")
     assert "is not valid TOML" in error_for("[tool.kick\n")
