@@ -149,6 +149,8 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
                 points = sorted((row["sparsity"], row["compressed"]) for row in task_rows if row["method"] == method)
                 axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
             axis.axhline(task_rows[0]["dense"], linestyle="--", color="grey", label="dense")
+            if task_rows[0]["metric"] == "perplexity":
+                axis.set_yscale("log")
             axis.set_title(task, fontsize=9)
             axis.set_xlabel("sparsity")
         axes[0][0].legend(fontsize=7)
@@ -165,12 +167,15 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
               / max(1, sum(t in losses for t in KNOWLEDGE_TASKS)), config)
              for config, losses in by_config.items() if "perplexity" in losses]
     if pairs:
-        figure, axis = plt.subplots(figsize=(4.5, 4))
+        figure, axis = plt.subplots(figsize=(6, 4.5))
         for rise, knowledge_loss, config in pairs:
+            method, sparsity, pattern, bits = config
+            shape = pattern if pattern != "unstructured" else f"{sparsity:.0%}"
+            label = f"{method} {bits}-bit" if bits else f"{method} {shape}"
             axis.scatter(rise * 100, -knowledge_loss * 100)
-            axis.annotate(f"{config[0]} {config[2] if config[2] != 'unstructured' else f'{config[1]:.0%}'}"
-                          + (f" {config[3]}b" if config[3] else ""), (rise * 100, -knowledge_loss * 100), fontsize=6)
-        axis.set_xlabel("perplexity rise (%)")
+            axis.annotate(label, (rise * 100, -knowledge_loss * 100), fontsize=6)
+        axis.set_xscale("symlog", linthresh=10)
+        axis.set_xlabel("perplexity rise (%, symmetric log scale)")
         axis.set_ylabel("knowledge tasks change (%)")
         figure.tight_layout()
         path = out / "perplexity_vs_knowledge.png"
