@@ -45,7 +45,7 @@ def test_low_sparsity_passes_and_high_sparsity_fails(pytester, kick_args):
     high.assert_outcomes(failed=1)
     high.stdout.fnmatch_lines([
         "*factoid_qa lost more than the tolerance under magnitude 90% unstructured*",
-        "*dense 1.000 -> compressed*relative drop*> tolerance 5.0%*",
+        "*dense 1.000 -> compressed*relative drop*; tolerance 5.0%) on 12 items*",
         "*lost toy-00: dense 'red' -> compressed*",
         "*--kick-update-baselines*",
     ])
