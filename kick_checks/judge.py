@@ -173,16 +173,33 @@ def _system_prompt(base: str, reference_note: str, has_reference: bool) -> str:
     return f"{base}{reference_note if has_reference else ''} {_RATING_INSTRUCTION}"
 
 
-def answer_messages(question: str, answer: str, reference: str | None = None) -> list[dict[str, str]]:
-    """Chat messages asking for a 1-10 grade of one answer, against a reference answer when there is one."""
-    parts = [f"<question>\n{question}\n</question>"]
-    if reference is not None:
-        parts.append(f"<reference_answer>\n{reference}\n</reference_answer>")
-    parts.append(f"<answer>\n{answer}\n</answer>")
+def _tagged(tag: str, text: str) -> str:
+    return f"<{tag}>\n{text}\n</{tag}>"
+
+
+def _graded_messages(
+    system: str,
+    reference_note: str,
+    context: tuple[str, str],
+    reference: tuple[str, str | None],
+    graded: tuple[str, str],
+) -> list[dict[str, str]]:
+    """System prompt, then the context, the reference (when there is one) and the text to grade, each tagged."""
+    reference_tag, reference_text = reference
+    parts = [_tagged(*context)]
+    if reference_text is not None:
+        parts.append(_tagged(reference_tag, reference_text))
+    parts.append(_tagged(*graded))
     return [
-        {"role": "system", "content": _system_prompt(_ANSWER_SYSTEM, _ANSWER_REFERENCE_NOTE, reference is not None)},
+        {"role": "system", "content": _system_prompt(system, reference_note, reference_text is not None)},
         {"role": "user", "content": "\n\n".join(parts)},
     ]
+
+
+def answer_messages(question: str, answer: str, reference: str | None = None) -> list[dict[str, str]]:
+    """Chat messages asking for a 1-10 grade of one answer, against a reference answer when there is one."""
+    return _graded_messages(_ANSWER_SYSTEM, _ANSWER_REFERENCE_NOTE, ("question", question),
+                            ("reference_answer", reference), ("answer", answer))
 
 
 def turns_messages(turns: list[str], answers: list[str], references: list[str] | None = None) -> list[dict[str, str]]:
@@ -209,14 +226,8 @@ def turns_messages(turns: list[str], answers: list[str], references: list[str] |
 
 def summary_messages(article: str, summary: str, reference: str | None = None) -> list[dict[str, str]]:
     """Chat messages asking for a grade of a summary's fidelity, coverage and concision."""
-    parts = [f"<article>\n{article}\n</article>"]
-    if reference is not None:
-        parts.append(f"<reference_summary>\n{reference}\n</reference_summary>")
-    parts.append(f"<summary>\n{summary}\n</summary>")
-    return [
-        {"role": "system", "content": _system_prompt(_SUMMARY_SYSTEM, _SUMMARY_REFERENCE_NOTE, reference is not None)},
-        {"role": "user", "content": "\n\n".join(parts)},
-    ]
+    return _graded_messages(_SUMMARY_SYSTEM, _SUMMARY_REFERENCE_NOTE, ("article", article),
+                            ("reference_summary", reference), ("summary", summary))
 
 
 class Judge:
