@@ -93,6 +93,7 @@ class KickSession:
         self.compression_source = ""  # "compressed" here, or "loaded" from the compression cache
         self.dense_zeros = 0
         self._results: dict[str, TaskResult] = {}
+        self._load_error: KickError | None = None
         self._judge: Judge | None = None
         self.outcomes: list[Comparison | Recorded] = []
         self.compressor = None if settings.spec.is_dense else self._compressor()
@@ -106,14 +107,22 @@ class KickSession:
     # -- model -------------------------------------------------------------------------------------------
     @property
     def loaded(self) -> LoadedModel:
-        """The model under test, compressed according to the spec (loaded and compressed on first use)."""
+        """The model under test, compressed according to the spec (loaded and compressed on first use). A failure
+        is remembered, so the other tests of the session report it at once instead of compressing again."""
+        if self._load_error is not None:
+            raise KickError(str(self._load_error))
         if self._loaded is None:
-            started = time.perf_counter()
-            loaded = load_model(self.ref, dtype=self.dtype, device=self.device, cache_dir=self.settings.cache_dir)
-            log.info("loaded %s (%s, %s) in %.1fs", self.ref.alias, self.dtype, self.device,
-                     time.perf_counter() - started)
-            if self.compressor is not None:
-                self._compress(loaded)
+            try:
+                started = time.perf_counter()
+                loaded = load_model(self.ref, dtype=self.dtype, device=self.device,
+                                    cache_dir=self.settings.cache_dir)
+                log.info("loaded %s (%s, %s) in %.1fs", self.ref.alias, self.dtype, self.device,
+                         time.perf_counter() - started)
+                if self.compressor is not None:
+                    self._compress(loaded)
+            except KickError as error:
+                self._load_error = error
+                raise
             self._loaded = loaded
         return self._loaded
 

@@ -149,6 +149,21 @@ def test_a_pruner_given_by_import_path_runs_and_a_wrong_one_is_caught(pytester, 
     broken.stdout.fnmatch_lines(["*reached 0.0000% sparsity, not the requested 30.0000%*"])
 
 
+def test_a_failed_compression_is_reported_by_every_test_without_compressing_again(pytester, kick_args):
+    calls = pytester.path / "calls.txt"
+    pytester.makepyfile(counting_pruner=f"""
+def prune(model, spec, calibration):
+    with open({str(calls)!r}, "a") as handle:
+        handle.write("called\\n")
+""")
+    pytester.syspathinsert()
+    args = [arg if arg != "factoid" else "factoid or retrieval" for arg in kick_args]
+    result = pytester.runpytest(*args, "--sparsity", "0.3", "--kick-method", "counting_pruner:prune")
+    result.assert_outcomes(failed=3)
+    assert calls.read_text().count("called") == 1
+    assert result.stdout.str().count("reached 0.0000% sparsity") >= 3
+
+
 def test_a_pruner_that_raises_is_one_line(pytester, kick_args):
     record(pytester, kick_args)
     pytester.makepyfile(bad_pruner="def prune(model, spec, calibration):\n    raise ValueError('shape (3,) != (4,)')\n")
