@@ -115,19 +115,26 @@ def _read_text(file: Path, expected: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _read_json_lines(file: Path, expected: str) -> list[dict]:
+def parse_json_lines(text: str, source: object, expected: str) -> list[dict]:
+    """One JSON object per non-blank line; any other line is a one-line error naming ``source`` and the line."""
     rows = []
-    for number, line in enumerate(_read_text(file, expected).split("\n"), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            raise KickError(f"{file} line {number} is not JSON: expected one JSON object a line, {expected}") from None
+            raise KickError(
+                f"{source} line {number} is not JSON: expected one JSON object a line, {expected}"
+            ) from None
         if not isinstance(row, dict):
-            raise KickError(f"{file} line {number} is not a JSON object: expected {expected}")
+            raise KickError(f"{source} line {number} is not a JSON object: expected {expected}")
         rows.append(row)
     return rows
+
+
+def _read_json_lines(file: Path, expected: str) -> list[dict]:
+    return parse_json_lines(_read_text(file, expected), file, expected)
 
 
 def _first_json_row(file: Path) -> dict | None:

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from kick_checks.errors import KickError
+from kick_checks.loaders import parse_json_lines
 
 #: Metrics where a lower value is better; every other metric counts up (accuracy, exact match, ratings).
 LOWER_IS_BETTER = {"perplexity"}
@@ -109,28 +110,15 @@ class TaskData:
     source: str
 
 
-def read_jsonl(path: Path | None, bundled_name: str, required: tuple[str, ...]) -> TaskData:
-    """Read JSON lines from a user's file or from the bundled data, checking that required keys exist."""
-    if path is None:
-        raw = resources.files("kick_checks.data").joinpath(bundled_name).read_bytes()
-        source = f"bundled:{bundled_name}"
-    else:
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise KickError(f"--kick-data {path}: no such file; give a JSON-lines file")
-        raw, source = file.read_bytes(), str(file)
-    rows = []
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise KickError(f"{source} line {number} is not JSON: each line must be one JSON object") from None
+def read_bundled_jsonl(name: str, required: tuple[str, ...]) -> TaskData:
+    """One of the JSON-lines sets shipped in ``kick_checks/data``, its required keys checked."""
+    raw = resources.files("kick_checks.data").joinpath(name).read_bytes()
+    source = f"bundled:{name}"
+    rows = parse_json_lines(raw.decode("utf-8"), source, f"rows with {', '.join(required)}")
+    for number, row in enumerate(rows, start=1):
         missing = [key for key in required if key not in row]
         if missing:
-            raise KickError(f"{source} line {number} lacks {', '.join(missing)}: each row needs {required}")
-        rows.append(row)
+            raise KickError(f"{source} row {number} lacks {', '.join(missing)}: each row needs {required}")
     if not rows:
         raise KickError(f"{source} holds no items")
     return TaskData(rows=rows, sha256=hashlib.sha256(raw).hexdigest(), source=source)
@@ -143,7 +131,7 @@ def load_rows(
     the ``--kick-limit`` sample. The hash covers all rows, so a limited run still matches a full baseline (the
     comparison uses the items both have)."""
     if options.data_path is None:
-        data = read_jsonl(None, bundled_name, required)
+        data = read_bundled_jsonl(bundled_name, required)
     else:
         from kick_checks.loaders import load_task_data
 

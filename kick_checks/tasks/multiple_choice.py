@@ -23,7 +23,7 @@ from pathlib import Path
 
 from kick_checks.errors import KickError
 from kick_checks.likelihood import Continuation, continuation_likelihoods, encode
-from kick_checks.tasks.base import ItemOutcome, TaskOptions, TaskResult, load_rows, read_jsonl
+from kick_checks.tasks.base import ItemOutcome, TaskOptions, TaskResult, load_rows, read_bundled_jsonl
 
 log = logging.getLogger("kick_checks")
 PROMPT_VERSION = "mc-cloze-1"
@@ -86,7 +86,7 @@ class MultipleChoice:
         """
         test_data = load_rows(self.data_name, options, self.bundled_test, REQUIRED)
         if options.data_path is None:
-            dev_rows = read_jsonl(None, self.bundled_dev, REQUIRED).rows
+            dev_rows = read_bundled_jsonl(self.bundled_dev, REQUIRED).rows
         else:
             dev_rows = self._real_dev_rows(options.data_path)
         items = [ChoiceItem.from_row(row, test_data.source) for row in test_data.rows]
