@@ -59,6 +59,7 @@ def run_document(session) -> dict:
         },
         "model": session.model_fingerprint(),
         "spec": session.settings.spec.to_dict(),
+        "spec_label": session.settings.spec.label(),
         "judge_model": session.settings.judge_model,
         "compression": session.compression.to_dict() if session.compression else None,
         "tasks": tasks,
@@ -67,10 +68,9 @@ def run_document(session) -> dict:
 
 def markdown_summary(document: dict) -> str:
     """A table per run: task, metric, dense, compressed, change, tolerance, verdict."""
-    spec = document["spec"]
     model = document["model"]
     lines = [
-        f"### kick-checks: {model.get('alias')} ({model.get('dtype')}), {spec_label(spec)}",
+        f"### kick-checks: {model.get('alias')} ({model.get('dtype')}), {document['spec_label']}",
         "",
     ]
     compression = document.get("compression")
@@ -87,17 +87,6 @@ def markdown_summary(document: dict) -> str:
             f"{'✅ pass' if task['verdict'] == 'pass' else '❌ fail'} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def spec_label(spec: dict) -> str:
-    if not spec.get("sparsity") and spec.get("bits") is None:
-        return "dense"
-    parts = [spec["method"]]
-    if spec.get("sparsity"):
-        parts.append(f"{spec['sparsity']:.0%} {spec['pattern']}")
-    if spec.get("bits") is not None:
-        parts.append(f"{spec['bits']}-bit g{spec['group_size']}")
-    return " ".join(parts)
 
 
 def merged_document(documents: list[dict]) -> dict:
