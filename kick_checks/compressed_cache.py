@@ -118,8 +118,9 @@ class CompressedCache:
     def _store(self, model: torch.nn.Module, report: CompressionReport) -> None:
         from safetensors.torch import save_file
 
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}-", dir=self.root))
+        staging: Path | None = None
         try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}-", dir=self.root))
             tensors = {name: layer.weight.detach().cpu().contiguous() for name, layer in compressible_layers(model)}
             save_file(tensors, str(staging / WEIGHTS))
             marker = {
@@ -135,7 +136,8 @@ class CompressedCache:
         except OSError as error:  # a full disk must not fail the run: the model in memory is fine
             log.warning("could not store the compressed weights in %s (%s); continuing without the cache",
                         self.folder, error)
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
         else:
             log.info("worker %s compressed the model and stored it in %s", worker_name(), self.folder)
 

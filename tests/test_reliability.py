@@ -83,3 +83,54 @@ def test_a_task_with_failed_judgments_fails_instead_of_passing(tiny_model_dir, t
     with pytest.raises(KickError, match="the judge gave no answer for 2 items after retries"):
         session.check("summarization")
     assert not (tmp_path / "baselines").exists()
+
+
+@pytest.mark.parametrize("full_at", ["weights", "staging folder"])
+def test_a_full_disk_while_storing_the_compression_cache_leaves_no_entry(full_at, tiny_loaded, tmp_path, monkeypatch, caplog):
+    import copy
+    import errno
+
+    import safetensors.torch
+    import torch
+
+    from compressors.report import measure_sparsity
+    from kick_checks.compressed_cache import CompressedCache
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def half_written(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"\x00" * 64)  # what a full disk leaves behind
+        no_space()
+
+    calls = []
+
+    def compress(model):
+        def run():
+            calls.append(1)
+            with torch.no_grad():
+                for parameter in model.model.layers.parameters():
+                    if parameter.dim() == 2:
+                        parameter[:, ::2] = 0
+            return measure_sparsity(model)
+        return run
+
+    with monkeypatch.context() as patched:
+        if full_at == "weights":
+            patched.setattr(safetensors.torch, "save_file", half_written)
+        else:
+            patched.setattr("tempfile.mkdtemp", no_space)
+        model = copy.deepcopy(tiny_loaded.model)
+        report, how = CompressedCache(tmp_path, "tiny", "k").compressed_once(model, compress(model))
+    assert how == "compressed" and report.sparsity == pytest.approx(0.5)  # the run goes on with the model in memory
+    assert "No space left on device" in caplog.text and "continuing without the cache" in caplog.text
+    assert [path.name for path in (tmp_path / "compressed").iterdir() if path.is_dir()] == []  # nothing partial kept
+
+    # with space again, the next run compresses (it cannot load a partial entry), stores, and the one after loads
+    model = copy.deepcopy(tiny_loaded.model)
+    assert CompressedCache(tmp_path, "tiny", "k").compressed_once(model, compress(model))[1] == "compressed"
+    fresh = copy.deepcopy(tiny_loaded.model)
+    report, how = CompressedCache(tmp_path, "tiny", "k").compressed_once(fresh, compress(fresh))
+    assert how == "loaded" and len(calls) == 2
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
