@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from compressors.base import LayerwisePruner, register
-from compressors.quantization import Grid, round_to_nearest
+from compressors.quantization import Grid, QuantizedLayer, round_to_nearest_layer
 from compressors.sparsegpt import BLOCK_SIZE, DAMPING, inverse_hessian_factor
 from compressors.statistics import Hessian
 from kick_checks.spec import CompressionSpec
@@ -32,9 +32,9 @@ def gptq_quantize(
     keep_zeros: bool = False,
     block_size: int = BLOCK_SIZE,
     damping: float = DAMPING,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return ``(quantized weight, scale, zero)``; scale and zero are per weight ``[rows, cols]`` so every
-    column's grid can be checked, whatever the group layout."""
+) -> QuantizedLayer:
+    """Quantize ``weight`` ``[rows, cols]``; the result's ``dequantize()`` is the fake-quantized weight, and its
+    levels, scales, zero points and column groups are what an export packs."""
     weight = weight.clone().float()
     rows, cols = weight.shape
     hessian = hessian.clone().float().to(weight.device)
@@ -75,7 +75,10 @@ def gptq_quantize(
             errors[:, offset] = error
         weight[:, end:] -= errors @ inverse_factor[start:end, end:]
     inverse_order = torch.argsort(order)
-    return quantized[:, inverse_order], scales[:, inverse_order], zero_points[:, inverse_order]
+    g_idx = torch.empty(cols, dtype=torch.long, device=weight.device)
+    g_idx[order.to(weight.device)] = torch.arange(cols, device=weight.device) // group
+    return QuantizedLayer.from_columns(quantized[:, inverse_order], scales[:, inverse_order],
+                                       zero_points[:, inverse_order], g_idx)
 
 
 def reconstruction_error(original: torch.Tensor, compressed: torch.Tensor, hessian: torch.Tensor) -> float:
@@ -87,12 +90,27 @@ def reconstruction_error(original: torch.Tensor, compressed: torch.Tensor, hessi
 
 
 class _Quantizer(LayerwisePruner):
-    """Shared by GPTQ and RTN: records each layer's quantization error for the report."""
+    """Shared by GPTQ and RTN: records each layer's quantization error for the report and, when
+    ``keep_integer_form`` is set (by an export), each layer's :class:`QuantizedLayer` in ``quantized_layers``."""
 
     def __init__(self) -> None:
         self.layer_errors: dict[str, float] = {}
+        self.keep_integer_form = False
+        self.quantized_layers: dict[str, QuantizedLayer] = {}
+        self._last: QuantizedLayer | None = None
+
+    def prune_weight(self, weight: torch.Tensor, statistic, spec: CompressionSpec) -> torch.Tensor:
+        self._last = self.quantize(weight, statistic, spec)
+        return self._last.dequantize()
+
+    def quantize(self, weight: torch.Tensor, statistic, spec: CompressionSpec) -> QuantizedLayer:
+        raise NotImplementedError
 
     def after_layer(self, name: str, original: torch.Tensor, compressed: torch.Tensor, statistic) -> None:
+        if self.keep_integer_form and self._last is not None:
+            self.quantized_layers[name] = QuantizedLayer(
+                self._last.levels.cpu(), self._last.scale.cpu(), self._last.zero.cpu(), self._last.g_idx.cpu())
+        self._last = None
         if isinstance(statistic, Hessian):
             self.layer_errors[name] = reconstruction_error(original, compressed, statistic.matrix())
         else:
@@ -107,12 +125,11 @@ class GPTQ(_Quantizer):
     def statistic(self, name: str, layer: nn.Linear) -> Hessian:
         return Hessian(layer.in_features, device=layer.weight.device)
 
-    def prune_weight(self, weight: torch.Tensor, statistic: Hessian, spec: CompressionSpec) -> torch.Tensor:
-        quantized, _, _ = gptq_quantize(
+    def quantize(self, weight: torch.Tensor, statistic: Hessian, spec: CompressionSpec) -> QuantizedLayer:
+        return gptq_quantize(
             weight, statistic.matrix(), spec.bits, group_size=spec.group_size, symmetric=spec.symmetric,
             act_order=spec.act_order, keep_zeros=spec.sparsity > 0,
         )
-        return quantized
 
 
 @register("rtn")
@@ -122,6 +139,10 @@ class RoundToNearest(_Quantizer):
 
     needs_calibration = False
 
-    def prune_weight(self, weight: torch.Tensor, statistic, spec: CompressionSpec) -> torch.Tensor:
-        quantized = round_to_nearest(weight, spec.bits, spec.group_size, spec.symmetric)
-        return quantized.masked_fill(weight == 0, 0.0) if spec.sparsity > 0 else quantized
+    def quantize(self, weight: torch.Tensor, statistic, spec: CompressionSpec) -> QuantizedLayer:
+        layer = round_to_nearest_layer(weight, spec.bits, spec.group_size, spec.symmetric)
+        if spec.sparsity > 0:  # pruned weights stay zero: their level is the zero point
+            pruned = weight == 0
+            levels = torch.where(pruned, layer.column_zero(), layer.levels.float()).to(torch.uint8)
+            layer = QuantizedLayer(levels, layer.scale, layer.zero, layer.g_idx)
+        return layer

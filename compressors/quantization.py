@@ -43,18 +43,59 @@ class Grid:
         return self.scale * (self.levels(weights) - self.zero)
 
 
+@dataclass(frozen=True)
+class QuantizedLayer:
+    """The integer form of a quantized weight ``[rows, columns]``: ``scale[:, g] * (levels - zero[:, g])`` with
+    ``g = g_idx[column]``. ``scale`` and ``zero`` are ``[rows, groups]``; ``g_idx`` maps each input column to its
+    group (act-order permutes it). This is what an export packs; the model itself runs on :meth:`dequantize`."""
+
+    levels: torch.Tensor  # uint8 [rows, columns]
+    scale: torch.Tensor  # float32 [rows, groups]
+    zero: torch.Tensor  # float32 [rows, groups], integer-valued
+    g_idx: torch.Tensor  # int64 [columns]
+
+    @classmethod
+    def from_columns(cls, quantized: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                     g_idx: torch.Tensor) -> QuantizedLayer:
+        """From a fake-quantized weight and the scale and zero point of every column (all ``[rows, columns]``)."""
+        groups = int(g_idx.max()) + 1
+        first_column = (g_idx[None, :] == torch.arange(groups, device=g_idx.device)[:, None]).int().argmax(dim=1)
+        levels = torch.round(quantized / scales + zeros)
+        return cls(levels.to(torch.uint8), scales[:, first_column].contiguous(), zeros[:, first_column].contiguous(),
+                   g_idx)
+
+    def column_scale(self) -> torch.Tensor:
+        return self.scale[:, self.g_idx]
+
+    def column_zero(self) -> torch.Tensor:
+        return self.zero[:, self.g_idx]
+
+    def dequantize(self) -> torch.Tensor:
+        return self.column_scale() * (self.levels.float() - self.column_zero())
+
+
 def group_starts(columns: int, group_size: int) -> range:
     """First column of every group (one group when ``group_size`` is -1 or covers the width)."""
     step = columns if group_size == -1 or group_size >= columns else group_size
     return range(0, columns, step)
 
 
-def round_to_nearest(weight: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> torch.Tensor:
+def round_to_nearest_layer(weight: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> QuantizedLayer:
     """Quantize every group to its own min/max grid, each weight to its nearest level (the naive baseline)."""
-    quantized = torch.empty_like(weight)
-    columns = weight.shape[1]
-    step = columns if group_size == -1 else group_size
-    for start in group_starts(columns, group_size):
-        group = weight[:, start : start + step]
-        quantized[:, start : start + step] = Grid.fit(group, bits, symmetric).quantize(group)
-    return quantized
+    rows, columns = weight.shape
+    step = columns if group_size == -1 or group_size >= columns else group_size
+    starts = group_starts(columns, group_size)
+    levels = torch.empty(rows, columns, dtype=torch.uint8, device=weight.device)
+    scale = torch.empty(rows, len(starts), device=weight.device)
+    zero = torch.empty_like(scale)
+    for index, start in enumerate(starts):
+        grid = Grid.fit(weight[:, start : start + step], bits, symmetric)
+        levels[:, start : start + step] = grid.levels(weight[:, start : start + step]).to(torch.uint8)
+        scale[:, index], zero[:, index] = grid.scale[:, 0], grid.zero[:, 0]
+    g_idx = torch.arange(columns, device=weight.device) // step
+    return QuantizedLayer(levels, scale, zero, g_idx)
+
+
+def round_to_nearest(weight: torch.Tensor, bits: int, group_size: int, symmetric: bool) -> torch.Tensor:
+    """The dequantized result of :func:`round_to_nearest_layer`."""
+    return round_to_nearest_layer(weight, bits, group_size, symmetric).dequantize()

@@ -6,6 +6,7 @@
     kick cache clear              remove the cached compressed weights
     kick sweep --out DIR ...      methods x sparsities (x patterns, x bits): JSON per point, tables and plots
     kick report DIR               rebuild the sweep's tables and plots from its JSON files
+    kick export --out DIR ...     quantize as the suite does and write a GPTQ checkpoint (GPTQModel format)
 """
 
 from __future__ import annotations
@@ -109,6 +110,41 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from kick_checks.export import export_gptq
+    from kick_checks.settings import build_settings, read_tool_config
+
+    pyproject = Path("pyproject.toml")
+    config = read_tool_config(pyproject)
+    options = {name: getattr(args, name) for name in EXPORT_OPTIONS}
+    options.update(asym=args.asym, act_order=args.act_order)
+    options["method"] = options["method"] or config.get("method") or "gptq"
+    settings = build_settings(options, config, Path.cwd())
+    result = export_gptq(settings, Path.cwd(), Path(args.out), verify=not args.no_verify)
+    print(f"wrote {result.folder}: {result.layers} layers in GPTQ format {result.checkpoint_format!r} "
+          f"({settings.spec.label()}), {result.bytes / 1e6:.1f} MB")
+    print(f"check: {result.verification}")
+    return 0
+
+
+#: ``kick export`` takes the model and compression options of ``pytest -m kick`` under the same names.
+EXPORT_OPTIONS = {
+    "model": ("--kick-model", "alias, directory, .gguf file or hub id"),
+    "dtype": ("--kick-dtype", "dtype the suite evaluates in (the quantizer sees activations in it)"),
+    "device": ("--kick-device", "auto, cpu, cuda or cuda:N"),
+    "method": ("--kick-method", "gptq (default), rtn, or a pruner whose survivors GPTQ quantizes"),
+    "sparsity": ("--sparsity", "prune this fraction first (with a pruning --kick-method)"),
+    "pattern": ("--kick-pattern", "N:M pattern for the pruner"),
+    "bits": ("--kick-bits", "2, 3, 4 or 8"),
+    "group_size": ("--kick-group-size", "must divide every layer width (-1: one group per row)"),
+    "calib_samples": ("--kick-calib-samples", "calibration windows"),
+    "calib_seqlen": ("--kick-calib-seqlen", "tokens per calibration window"),
+    "calib_seed": ("--kick-calib-seed", "seed of the calibration windows"),
+    "calib_data": ("--kick-calib-data", "calibration text file"),
+    "cache_dir": ("--kick-cache-dir", "model cache"),
+}
+
+
 def _run(pytest_args: list[str]) -> int:
     import pytest
 
@@ -140,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="after --: options for every run, e.g. -- --kick-limit 80 -k 'not summarization'")
     report = commands.add_parser("report", help="tables and plots of a sweep folder, without running models")
     report.add_argument("folder")
+    export = commands.add_parser("export", help="quantize as the suite does and write a GPTQ checkpoint")
+    export.add_argument("--out", required=True, help="new folder for the checkpoint (never overwritten)")
+    for name, (flag, text) in EXPORT_OPTIONS.items():
+        export.add_argument(flag, dest=name, default=None, help=text)
+    export.add_argument("--kick-asym", dest="asym", action="store_true", help="asymmetric grid (GPTQ v2 format)")
+    export.add_argument("--kick-act-order", dest="act_order", action="store_true", help="quantize by act-order")
+    export.add_argument("--no-verify", action="store_true", help="skip loading the export back with GPTQModel")
     commands.add_parser("run", help="pytest -m kick with the remaining arguments", add_help=False)
     return parser
 
@@ -152,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
             args.pytest_args = args.pytest_args[1:]
-        commands = {"info": _info, "prepare": _prepare, "cache": _cache, "sweep": _sweep, "report": _report}
+        commands = {"info": _info, "prepare": _prepare, "cache": _cache, "sweep": _sweep, "report": _report,
+                    "export": _export}
         return commands[args.command](args)
     except KickError as error:
         print(f"kick: error: {error}", file=sys.stderr)

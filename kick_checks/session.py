@@ -96,13 +96,19 @@ class KickSession:
         self._load_error: KickError | None = None
         self._judge: Judge | None = None
         self.outcomes: list[Comparison | Recorded] = []
-        self.compressor = None if settings.spec.is_dense else self._compressor()
+        self.steps = [] if settings.spec.is_dense else self._steps()
 
-    def _compressor(self):
+    def _steps(self) -> list:
+        """``(name, compressor)`` in the order they run: the method, then GPTQ when a pruner's survivors are
+        quantized. Each is a fresh instance, so what it records (errors, integer form) belongs to this session."""
+        spec = self.settings.spec
         try:
-            return get_compressor(self.settings.spec.method)
+            steps = [(spec.method, get_compressor(spec.method))]
         except SpecError as error:
             raise KickError(str(error)) from None
+        if spec.quantizes and spec.method not in QUANTIZATION_METHODS:
+            steps.append(("gptq", get_compressor("gptq")))
+        return steps
 
     # -- model -------------------------------------------------------------------------------------------
     @property
@@ -118,22 +124,20 @@ class KickSession:
                                     cache_dir=self.settings.cache_dir)
                 log.info("loaded %s (%s, %s) in %.1fs", self.ref.alias, self.dtype, self.device,
                          time.perf_counter() - started)
-                if self.compressor is not None:
-                    self._compress(loaded)
+                if self.steps:
+                    self.compress(loaded)
             except KickError as error:
                 self._load_error = error
                 raise
             self._loaded = loaded
         return self._loaded
 
-    def _compress(self, loaded: LoadedModel) -> None:
+    def compress(self, loaded: LoadedModel) -> None:
         """Compress (or load the same compression from the cache), then verify what was achieved: the exact
         sparsity for pruning, at least the target when quantizing (rounding may zero a few more weights)."""
         spec = self.settings.spec
         self.dense_zeros = measure_sparsity(loaded.model).zeros
-        steps = [(spec.method, self.compressor)]
-        if spec.quantizes and spec.method not in QUANTIZATION_METHODS:
-            steps.append(("gptq", get_compressor("gptq")))
+        steps = self.steps
         text = None
         if any(getattr(step, "needs_calibration", True) for _, step in steps):
             text = calibration_text(self.settings.calib_data)

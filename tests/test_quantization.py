@@ -29,11 +29,17 @@ grids = st.tuples(st.integers(2, 8), st.sampled_from([-1, 4, 8, 12]), st.boolean
 @given(st.integers(1, 6), st.integers(4, 24), grids, st.integers(0, 1000), st.booleans())
 def test_gptq_output_lies_on_each_columns_grid(rows, cols, grid, seed, act_order):
     bits, group_size, symmetric = grid
-    quantized, scale, zero = gptq_quantize(weights(rows, cols, seed), hessian_from(cols, seed), bits,
-                                           group_size=group_size, symmetric=symmetric, act_order=act_order)
+    layer = gptq_quantize(weights(rows, cols, seed), hessian_from(cols, seed), bits,
+                          group_size=group_size, symmetric=symmetric, act_order=act_order)
+    quantized, scale, zero = layer.dequantize(), layer.column_scale(), layer.column_zero()
     levels = quantized / scale + zero
     assert torch.allclose(levels, levels.round(), atol=1e-3)
     assert bool((levels.round() >= 0).all()) and bool((levels.round() <= 2**bits - 1).all())
+    assert int(layer.levels.max()) <= 2**bits - 1 and torch.equal(zero, zero.round())
+    # act-order permutes the groups, but every group still holds group_size columns (the last may be shorter)
+    counts = torch.bincount(layer.g_idx)
+    step = cols if group_size == -1 else group_size
+    assert counts[:-1].tolist() == [step] * (len(counts) - 1) and 0 < counts[-1] <= step
     # one grid per group: within a group (in visiting order without act-order) the scale is shared
     if not act_order and group_size != -1:
         for start in range(0, cols, group_size):
@@ -46,7 +52,7 @@ def test_gptq_output_lies_on_each_columns_grid(rows, cols, grid, seed, act_order
 def test_with_an_identity_hessian_gptq_is_round_to_nearest(rows, cols, grid, seed):
     bits, group_size, symmetric = grid
     weight = weights(rows, cols, seed)
-    quantized, _, _ = gptq_quantize(weight, torch.eye(cols), bits, group_size=group_size, symmetric=symmetric)
+    quantized = gptq_quantize(weight, torch.eye(cols), bits, group_size=group_size, symmetric=symmetric).dequantize()
     assert torch.allclose(quantized, round_to_nearest(weight, bits, group_size, symmetric), atol=1e-6)
 
 
@@ -63,17 +69,19 @@ def test_with_an_identity_hessian_sparsegpt_keeps_the_magnitude_mask(rows, cols,
 
 def test_eight_bit_error_is_small_and_gptq_beats_rtn_on_calibration_outputs():
     weight, hessian = weights(64, 96, 0), hessian_from(96, 0)
-    eight, _, _ = gptq_quantize(weight, hessian, 8, group_size=32)
+    eight = gptq_quantize(weight, hessian, 8, group_size=32).dequantize()
     assert reconstruction_error(weight, eight, hessian) < 1e-4
     for bits in (3, 4):
-        gptq, _, _ = gptq_quantize(weight, hessian, bits, group_size=32)
+        gptq = gptq_quantize(weight, hessian, bits, group_size=32).dequantize()
         rtn = round_to_nearest(weight, bits, 32, True)
         assert reconstruction_error(weight, gptq, hessian) < 0.9 * reconstruction_error(weight, rtn, hessian)
 
 
 def test_a_group_size_that_does_not_divide_the_width_quantizes_a_shorter_last_group():
     weight = weights(3, 10, 1)
-    quantized, scale, _ = gptq_quantize(weight, torch.eye(10), 4, group_size=4)
+    layer = gptq_quantize(weight, torch.eye(10), 4, group_size=4)
+    quantized, scale = layer.dequantize(), layer.column_scale()
+    assert layer.g_idx.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
     assert scale[:, 8].tolist() == scale[:, 9].tolist() and scale[:, 7].tolist() != scale[:, 8].tolist()
     last = weight[:, 8:]
     assert torch.allclose(quantized[:, 8:], Grid.fit(last, 4, True).quantize(last))
@@ -82,7 +90,7 @@ def test_a_group_size_that_does_not_divide_the_width_quantizes_a_shorter_last_gr
 def test_keep_zeros_quantizes_only_the_survivors():
     weight = weights(8, 16, 2)
     weight[weight.abs() < 0.5] = 0
-    quantized, _, _ = gptq_quantize(weight, hessian_from(16, 2), 3, group_size=8, keep_zeros=True)
+    quantized = gptq_quantize(weight, hessian_from(16, 2), 3, group_size=8, keep_zeros=True).dequantize()
     assert bool((quantized[weight == 0] == 0).all())
 
 

@@ -86,7 +86,8 @@ def test_a_task_with_failed_judgments_fails_instead_of_passing(tiny_model_dir, t
 
 
 @pytest.mark.parametrize("full_at", ["weights", "staging folder"])
-def test_a_full_disk_while_storing_the_compression_cache_leaves_no_entry(full_at, tiny_loaded, tmp_path, monkeypatch, caplog):
+def test_a_full_disk_while_storing_the_compression_cache_leaves_no_entry(full_at, tiny_loaded, tmp_path,
+                                                                         monkeypatch, caplog):
     import copy
     import errno
 
