@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from kick_checks.progress import progress
+
 
 class InputStatistic(Protocol):
     """Accumulates what a compressor needs to know about one linear layer's inputs."""
@@ -137,7 +139,7 @@ def walk_blocks(
     """
     blocks = decoder_blocks(model)
     if statistic is None or calibration is None:
-        for index, block in enumerate(blocks):
+        for index, block in enumerate(progress(blocks, description="compressing", unit="block")):
             for name, layer in linear_layers(block).items():
                 compress(f"layers.{index}.{name}", layer, None)
         return
@@ -150,7 +152,7 @@ def walk_blocks(
         item.hidden_states = item.hidden_states.to(work_device)
         item.kwargs = _to_device(item.kwargs, work_device)
 
-    for index, block in enumerate(blocks):
+    for index, block in enumerate(progress(blocks, description="compressing", unit="block")):
         home = next(block.parameters()).device
         block.to(work_device)
         layers = linear_layers(block)

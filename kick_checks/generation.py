@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from kick_checks.progress import progress
+
 
 def greedy_generate(
     model,
@@ -23,7 +25,8 @@ def greedy_generate(
     order = sorted(range(len(prompts)), key=lambda index: (len(prompts[index]), index))
     outputs: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in progress(starts, description=f"generating {len(prompts)} answers", unit="batch"):
         indices = order[start : start + batch_size]
         encoded = tokenizer(
             [prompts[index] for index in indices],

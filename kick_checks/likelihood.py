@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from kick_checks.progress import progress
+
 
 @dataclass(frozen=True)
 class Continuation:
@@ -63,7 +65,8 @@ def continuation_likelihoods(
         else:
             prefix_cache, prefix_last = None, None
         results: list[Likelihood] = []
-        for start in range(0, len(rows), batch_size):
+        starts = range(0, len(rows), batch_size)
+        for start in progress(starts, description=f"scoring {len(rows)} options", unit="batch"):
             results.extend(
                 _score_batch(model, rows[start : start + batch_size], len(start_ids), prefix_cache, prefix_last,
                              device)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kick_checks.atomic import write_text_atomically
 from kick_checks.errors import KickError
+from kick_checks.progress import progress
 
 KNOWLEDGE_TASKS = ("factoid_qa", "retrieval_qa.closed_book", "multiple_choice")
 
@@ -68,17 +69,24 @@ def plan(methods: list[str], sparsities: list[float], patterns: list[str], bits:
 def run_sweep(points: list[SweepPoint], out: Path, pytest_args: list[str]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for index, point in enumerate(points, start=1):
+    bar = progress(points, description="sweep", unit="point")
+    show = bar.write if hasattr(bar, "write") else print  # tqdm keeps its bar below the printed lines
+    sweep_started = time.perf_counter()
+    for index, point in enumerate(bar, start=1):
         report = (out / f"{point.name}.json").resolve()
         started = time.perf_counter()
-        print(f"[{index}/{len(points)}] {point.name} ...", end="", flush=True)
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(point.name)
         command = [sys.executable, "-m", "pytest", "-m", "kick", "-q", "-p", "no:cacheprovider", *point.options(),
                    "--kick-json", str(report), *pytest_args]
         done = subprocess.run(command, capture_output=True, text=True, cwd=out)
         if not report.is_file():
             tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
             raise KickError(f"sweep point {point.name} produced no report (exit {done.returncode}): {' | '.join(tail)}")
-        print(f" {time.perf_counter() - started:.0f}s")
+        elapsed = time.perf_counter() - sweep_started
+        left = elapsed / index * (len(points) - index)
+        show(f"[{index}/{len(points)}] {point.name}: {time.perf_counter() - started:.0f}s "
+             f"(elapsed {elapsed / 60:.1f} min, about {left / 60:.1f} min left)")
         written.append(report)
     return written
 

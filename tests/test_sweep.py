@@ -1,6 +1,7 @@
 """kick sweep and kick report on the toy model: one run per configuration, tables from the JSON reports."""
 
 import json
+import re
 
 import pytest
 
@@ -27,6 +28,9 @@ def test_sweep_then_report_on_the_toy_model(pytester, toy_qa, tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", "--out", str(out), "--methods", "magnitude", "--sparsities", "0.1,0.9", "--patterns", "",
                  "--", *common]) == 0
+    printed = capsys.readouterr()
+    assert re.search(r"\[2/2\] magnitude-s90: \d+s \(elapsed [\d.]+ min, about 0\.0 min left\)", printed.out)
+    assert "sweep" not in printed.err  # no bar when nobody watches (captured output)
     rows = json.loads((out / "sweep.json").read_text())
     assert [(row["sparsity"], row["verdict"]) for row in rows] == [(0.1, "pass"), (0.9, "fail")]
     assert "| magnitude | 90% | unstructured |  | factoid_qa | 1.000 |" in (out / "sweep.md").read_text()
