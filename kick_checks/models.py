@@ -118,11 +118,36 @@ def resolve_model(name: str | None) -> ModelRef:
     return ModelRef(baseline_alias(name), "hub", name)
 
 
+#: ``--kick-device map``: spread the model over every visible GPU (and the CPU for what does not fit) with
+#: accelerate's device map, for models larger than one GPU.
+DEVICE_MAP = "map"
+
+
+def worker_gpu(worker: str | None, gpus: int) -> int | None:
+    """The GPU an xdist worker pins (``gw0`` -> 0, ``gw1`` -> 1, ... modulo ``gpus``), or None outside xdist
+    or with fewer than two GPUs."""
+    match = re.fullmatch(r"gw(\d+)", worker or "")
+    if match is None or gpus < 2:
+        return None
+    return int(match.group(1)) % gpus
+
+
 def resolve_device(device: str | None) -> str:
+    """``auto`` is CUDA when present, else the CPU. Under pytest-xdist with several GPUs visible, ``auto`` and
+    ``cuda`` pin each worker to its own GPU, so ``-n 8`` on eight GPUs runs eight models side by side."""
     device = (device or "auto").strip().lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
+    if device == DEVICE_MAP:
+        return device
+    if device == "auto" and not torch.cuda.is_available():
+        return "cpu"
+    if device in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            raise KickError(
+                f"--kick-device {device}: CUDA is not available on this machine; use --kick-device cpu or auto"
+            )
+        pinned = worker_gpu(os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
+        return "cuda" if pinned is None else f"cuda:{pinned}"
+    if device.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise KickError(
                 f"--kick-device {device}: CUDA is not available on this machine; use --kick-device cpu or auto"
@@ -130,14 +155,15 @@ def resolve_device(device: str | None) -> str:
         return device
     if device == "cpu":
         return device
-    raise KickError(f"--kick-device {device!r} is unknown: use auto, cpu, cuda or cuda:N")
+    raise KickError(f"--kick-device {device!r} is unknown: use auto, cpu, cuda, cuda:N or map")
 
 
 def resolve_dtype(dtype: str | None, device: str) -> str:
     """``auto`` is bfloat16 (fast on recent CPUs and GPUs), or float16 on a GPU without bfloat16."""
     dtype = (dtype or "auto").strip().lower()
     if dtype == "auto":
-        if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        if (device.startswith("cuda") or device == DEVICE_MAP and torch.cuda.is_available()) and \
+            not torch.cuda.is_bf16_supported():
             return "float16"
         return "bfloat16"
     if dtype not in DTYPES:
@@ -246,7 +272,8 @@ def load_model(
         fingerprint["name"] = ref.location
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype])
+        placement = {"device_map": "auto"} if device == DEVICE_MAP else {}
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype], **placement)
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise KickError(
@@ -255,7 +282,8 @@ def load_model(
         ) from None
     if ref.kind == "hub":
         fingerprint["revision"] = getattr(model.config, "_commit_hash", None) or "unknown"
-    model.to(device)
+    if device != DEVICE_MAP:
+        model.to(device)
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -47,6 +47,7 @@ _OPTIONS = {
     "judge_model": "kick_judge_model",
     "judge_base_url": "kick_judge_base_url",
     "ppl_seqlen": "kick_ppl_seqlen",
+    "batch_size": "kick_batch_size",
     "bits": "kick_bits",
     "group_size": "kick_group_size",
     "asym": "kick_asym",
@@ -64,7 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kick-dtype", dest="kick_dtype", default=None,
                     choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype (default auto: bfloat16)")
     group.addoption("--kick-device", dest="kick_device", default=None,
-                    help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
+                    help="auto (cuda if available, else cpu; one GPU per xdist worker when several are "
+                         "visible), cpu, cuda, cuda:N, or map (accelerate's device map over all GPUs)")
     group.addoption("--sparsity", dest="kick_sparsity", default=None,
                     help="fraction of weights to remove, 0 <= s < 1 (default 0: the dense model)")
     group.addoption("--kick-method", dest="kick_method", default=None,
@@ -121,6 +123,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="OpenAI-compatible endpoint of the judge (default: the openai client's)")
     group.addoption("--kick-ppl-seqlen", dest="kick_ppl_seqlen", default=None,
                     help="perplexity window in tokens (default: the model's context, at most 2048)")
+    group.addoption("--kick-batch-size", dest="kick_batch_size", default=None,
+                    help="prompts per forward pass: a number, or auto (sized from GPU memory; the task "
+                         "defaults on CPU). Default: each task's own, as the baselines were recorded")
 
 
 def pytest_configure(config: pytest.Config) -> None:

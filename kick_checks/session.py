@@ -216,6 +216,7 @@ class KickSession:
             limit=self.settings.limit,
             judge=self.judge,
             ppl_seqlen=self.settings.ppl_seqlen,
+            batch_size=self.settings.batch_size,
         )
 
     @property

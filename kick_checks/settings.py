@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kick_checks.batching import parse_batch_size
 from kick_checks.comparison import DEFAULT_TOLERANCE
 from kick_checks.errors import KickError
 from kick_checks.models import DEFAULT_MODEL
@@ -46,6 +47,7 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "act_order": bool,
     "gate": str,
     "alpha": (int, float),
+    "batch_size": (int, str),
 }
 _KIND_NAMES = {str: "string", int: "whole number", dict: "table"}
 
@@ -153,6 +155,7 @@ class RunSettings:
     gate: str = "threshold"
     alpha: float = 0.05
     compress_cache: bool = True
+    batch_size: int | str | None = None  # --kick-batch-size: a number, "auto", or None for each task's default
 
     def tolerance_for(self, task_key: str) -> Tolerance:
         """A task's tolerance: its own key, then its data name (``retrieval_qa`` covers both variants)."""
@@ -235,4 +238,5 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         gate=gate,
         alpha=alpha,
         compress_cache=not options.get("no_compress_cache"),
+        batch_size=parse_batch_size(pick("batch_size")),
     )

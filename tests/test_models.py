@@ -65,6 +65,30 @@ def test_cuda_requested_without_cuda():
     )
 
 
+def test_each_xdist_worker_pins_its_own_gpu_when_several_are_visible(monkeypatch):
+    from kick_checks.models import worker_gpu
+
+    assert [worker_gpu(f"gw{index}", 4) for index in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert worker_gpu("gw3", 1) is None and worker_gpu(None, 8) is None and worker_gpu("master", 8) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw6")
+    assert resolve_device("auto") == "cuda:2" and resolve_device("cuda") == "cuda:2"
+    assert resolve_device("cuda:0") == "cuda:0"  # an explicit GPU is kept
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    assert resolve_device("auto") == "cuda"
+
+
+def test_device_map_loads_with_accelerate_and_gives_the_same_logits(tiny_model_dir):
+    ref = resolve_model(str(tiny_model_dir))
+    plain = load_model(ref, dtype="float32", device="cpu")
+    mapped = load_model(ref, dtype="float32", device=resolve_device("map"))
+    assert {parameter.device.type for parameter in mapped.model.parameters()} == {"cpu"}  # no GPU here
+    ids = plain.tokenizer("a b c", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.allclose(plain.model(ids).logits, mapped.model(ids).logits)
+
+
 def test_local_model_fingerprint_follows_the_weights(tiny_model_dir, tmp_path):
     import shutil
 

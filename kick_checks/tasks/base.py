@@ -29,6 +29,7 @@ class TaskOptions:
     limit_seed: int = 0
     judge: object | None = None  # a kick_checks.judge.Judge when --kick-judge-model is set
     ppl_seqlen: int | None = None
+    batch_size: int | str | None = None  # --kick-batch-size: a number, "auto", or None for the task default
 
 
 @dataclass(frozen=True)

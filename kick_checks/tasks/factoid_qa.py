@@ -45,6 +45,5 @@ class FactoidQA:
             "task_data": data.sha256,
             "data_source": data.source,
             "prompt_version": PROMPT_VERSION,
-            "decoding": self.engine.decoding.to_dict(),
         }
-        return self.engine.evaluate(model, tokenizer, qa_items(data.rows), fingerprint)
+        return self.engine.evaluate(model, tokenizer, qa_items(data.rows), fingerprint, options.batch_size)

@@ -34,13 +34,16 @@ class InstructionFollowing:
             )
         started = time.perf_counter()
         data = load_rows(self.data_name, options, self.bundled_file, ("question_id", "turns"))
+        whole = [[{"role": "user", "content": "\n".join(row["turns"])}] for row in data.rows]
+        decoding = self.decoding.sized(options.batch_size, model, tokenizer, whole,
+                                       replies=max(len(row["turns"]) for row in data.rows))
         histories: list[list[dict[str, str]]] = [[] for _ in data.rows]
         answers: list[list[str]] = [[] for _ in data.rows]
         for turn in range(max(len(row["turns"]) for row in data.rows)):
             active = [index for index, row in enumerate(data.rows) if turn < len(row["turns"])]
             for index in active:
                 histories[index].append({"role": "user", "content": data.rows[index]["turns"][turn]})
-            replies = chat_replies(model, tokenizer, [histories[index] for index in active], self.decoding)
+            replies = chat_replies(model, tokenizer, [histories[index] for index in active], decoding)
             for index, reply in zip(active, replies):
                 histories[index].append({"role": "assistant", "content": reply})
                 answers[index].append(reply)
@@ -59,7 +62,7 @@ class InstructionFollowing:
             "task_data": data.sha256,
             "data_source": data.source,
             "prompt_version": PROMPT_VERSION,
-            "decoding": self.decoding.to_dict(),
+            "decoding": decoding.to_dict(),
             "scorer": f"judge:{judge.config.model}",
         }
         return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started,

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kick_checks.batching import choose_batch_size
 from kick_checks.errors import KickError
 from kick_checks.likelihood import Continuation, continuation_likelihoods, encode
 from kick_checks.tasks.base import ItemOutcome, TaskOptions, TaskResult, load_rows, read_bundled_jsonl
@@ -126,9 +127,11 @@ class MultipleChoice:
                 for item in subject_items
                 for choice in item.choices
             ]
-            likelihoods = continuation_likelihoods(
-                model, tokenizer, build_prefix(subject, shots), requests, batch_size=self.batch_size
-            )
+            prefix = build_prefix(subject, shots)
+            longest = max((request.context + request.continuation for request in requests), key=len)
+            batch_size = choose_batch_size(options.batch_size, self.batch_size, model,
+                                           len(tokenizer(prefix + longest).input_ids), all_logits=True)
+            likelihoods = continuation_likelihoods(model, tokenizer, prefix, requests, batch_size=batch_size)
             position = 0
             for item in subject_items:
                 option_scores = likelihoods[position : position + len(item.choices)]

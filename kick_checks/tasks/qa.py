@@ -7,8 +7,9 @@ answers that exact match can judge (a chat template makes small models answer in
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from kick_checks.batching import choose_batch_size
 from kick_checks.generation import greedy_generate
 from kick_checks.scoring import exact_match, first_answer_line
 from kick_checks.tasks.base import ItemOutcome, TaskResult
@@ -68,16 +69,23 @@ class ShortAnswerQA:
     decoding: Decoding = field(default_factory=Decoding)
     metric: str = "exact_match"
 
-    def evaluate(self, model, tokenizer, items: list[QAItem], fingerprint: dict) -> TaskResult:
+    def evaluate(self, model, tokenizer, items: list[QAItem], fingerprint: dict,
+                 batch_size: int | str | None = None) -> TaskResult:
+        """``fingerprint`` gets the decoding settings, with the batch size actually used."""
         started = time.perf_counter()
         prompts = [build_prompt(item, self.shots, self.with_passage) for item in items]
+        longest = max(prompts, key=len, default="")
+        tokens = len(tokenizer(longest).input_ids) + self.decoding.max_new_tokens
+        decoding = replace(self.decoding,
+                           batch_size=choose_batch_size(batch_size, self.decoding.batch_size, model, tokens))
+        fingerprint = {**fingerprint, "decoding": decoding.to_dict()}
         generated = greedy_generate(
             model,
             tokenizer,
             prompts,
-            max_new_tokens=self.decoding.max_new_tokens,
-            stop=self.decoding.stop,
-            batch_size=self.decoding.batch_size,
+            max_new_tokens=decoding.max_new_tokens,
+            stop=decoding.stop,
+            batch_size=decoding.batch_size,
         )
         outcomes = []
         for item, text in zip(items, generated):

@@ -54,6 +54,5 @@ class RetrievalQA:
             "task_data": data.sha256,
             "data_source": data.source,
             "prompt_version": f"{PROMPT_VERSION}/{self.variant}",
-            "decoding": self.engine.decoding.to_dict(),
         }
-        return self.engine.evaluate(model, tokenizer, qa_items(data.rows), fingerprint)
+        return self.engine.evaluate(model, tokenizer, qa_items(data.rows), fingerprint, options.batch_size)

@@ -37,7 +37,8 @@ class Summarization:
         started = time.perf_counter()
         data = load_rows(self.data_name, options, self.bundled_file, ("id", "article", "summary"))
         conversations = [[{"role": "user", "content": INSTRUCTION + row["article"].strip()}] for row in data.rows]
-        summaries = chat_replies(model, tokenizer, conversations, self.decoding)
+        decoding = self.decoding.sized(options.batch_size, model, tokenizer, conversations)
+        summaries = chat_replies(model, tokenizer, conversations, decoding)
         judge = options.judge
         tally = JudgeTally()
         outcomes = []
@@ -54,7 +55,7 @@ class Summarization:
             "task_data": data.sha256,
             "data_source": data.source,
             "prompt_version": PROMPT_VERSION,
-            "decoding": self.decoding.to_dict(),
+            "decoding": decoding.to_dict(),
             "scorer": scorer,
         }
         metric = "rougeL" if judge is None else "judge_score"
