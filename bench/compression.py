@@ -4,7 +4,7 @@
 
 Each method runs in its own process (so peak RSS is its own) on the same calibration windows, and prints one
 JSON line; the parent prints a table. Perplexity on the bundled text stands in for quality, so methods can be
-compared like for like. The comparison against llm-compressor's modifiers is not part of this benchmark yet.
+compared like for like. bench/compression_vs_llmcompressor.py compares Wanda, SparseGPT and GPTQ with llm-compressor.
 """
 
 from __future__ import annotations

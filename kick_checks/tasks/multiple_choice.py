@@ -68,6 +68,14 @@ def build_prefix(subject: str, shots: list[ChoiceItem]) -> str:
     return subject_header(subject) + "".join(shot_block(shot) for shot in shots)
 
 
+@dataclass(frozen=True)
+class SubjectGroup:
+    subject: str
+    prefix: str
+    items: list[ChoiceItem]
+    requests: list[Continuation]
+
+
 class MultipleChoice:
     key = "multiple_choice"
     data_name = "multiple_choice"
@@ -111,37 +119,46 @@ class MultipleChoice:
             log.info("multiple_choice: no dev split found in %s, running 0-shot", path)
             return []
 
-    def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
-        started = time.perf_counter()
-        items, dev_shots, data_hash = self.load(options)
+    def subject_groups(self, model, tokenizer, items: list[ChoiceItem],
+                       dev_shots: dict[str, list[ChoiceItem]]) -> list[SubjectGroup]:
+        """Items grouped by subject, each group with its few-shot prefix (shots dropped to fit the context)
+        and one likelihood request per option, in item order."""
         context_limit = _context_limit(model)
-        outcomes: list[ItemOutcome] = []
         by_subject: dict[str, list[ChoiceItem]] = {}
         for item in items:
             by_subject.setdefault(item.subject, []).append(item)
+        groups = []
         for subject, subject_items in by_subject.items():
             shots = self._fitting_shots(tokenizer, subject, dev_shots.get(subject, [])[: self.shots],
                                         subject_items, context_limit)
-            requests = [
-                Continuation(question_block(item.question), f" {choice}")
-                for item in subject_items
-                for choice in item.choices
-            ]
-            prefix = build_prefix(subject, shots)
-            longest = max((request.context + request.continuation for request in requests), key=len)
+            requests = [Continuation(question_block(item.question), f" {choice}")
+                        for item in subject_items for choice in item.choices]
+            groups.append(SubjectGroup(subject, build_prefix(subject, shots), subject_items, requests))
+        return groups
+
+    @staticmethod
+    def chosen_option(item: ChoiceItem, logprobs: list[float]) -> int:
+        """The option with the highest log-likelihood per character (longer options are not penalised)."""
+        normalised = [logprob / max(len(choice), 1) for logprob, choice in zip(logprobs, item.choices)]
+        return max(range(len(normalised)), key=normalised.__getitem__)
+
+    def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
+        started = time.perf_counter()
+        items, dev_shots, data_hash = self.load(options)
+        outcomes: list[ItemOutcome] = []
+        for group in self.subject_groups(model, tokenizer, items, dev_shots):
+            longest = max((request.context + request.continuation for request in group.requests), key=len)
             batch_size = choose_batch_size(options.batch_size, self.batch_size, model,
-                                           len(tokenizer(prefix + longest).input_ids), all_logits=True)
-            likelihoods = continuation_likelihoods(model, tokenizer, prefix, requests, batch_size=batch_size)
+                                           len(tokenizer(group.prefix + longest).input_ids), all_logits=True)
+            likelihoods = continuation_likelihoods(model, tokenizer, group.prefix, group.requests,
+                                                   batch_size=batch_size)
             position = 0
-            for item in subject_items:
+            for item in group.items:
                 option_scores = likelihoods[position : position + len(item.choices)]
                 position += len(item.choices)
-                normalised = [
-                    option.logprob / max(len(choice), 1) for option, choice in zip(option_scores, item.choices)
-                ]
-                chosen = max(range(len(normalised)), key=normalised.__getitem__)
+                chosen = self.chosen_option(item, [option.logprob for option in option_scores])
                 outcomes.append(ItemOutcome(item.id, float(chosen == item.answer),
-                                            f"{LETTERS[chosen]}: {item.choices[chosen]}", subject))
+                                            f"{LETTERS[chosen]}: {item.choices[chosen]}", group.subject))
         order = {item.id: index for index, item in enumerate(items)}
         outcomes.sort(key=lambda outcome: order[outcome.id])
         fingerprint = {

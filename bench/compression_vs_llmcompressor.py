@@ -1,0 +1,256 @@
+"""Compression time, peak memory and quality: our Wanda, SparseGPT and GPTQ against llm-compressor's modifiers,
+on the same model, the same calibration windows and the same machine.
+
+    python bench/compression_vs_llmcompressor.py [--peer-python PATH] [--dtype float32] [--samples 128]
+        [--seqlen 256] [--methods wanda,sparsegpt,gptq]
+
+llm-compressor (`llmcompressor` on PyPI) is an optional bench dependency. It pins its own transformers, so it
+may live in another virtual environment: ``--peer-python`` names that interpreter (default: this one); when it
+cannot import llmcompressor the peer's rows are skipped with a message.
+
+Every run is its own process (peak RSS is that run's own): it loads the model, compresses it on the calibration
+token ids written by the parent (our bundled calibration text, seeded windows), times only the compression call,
+and saves the compressed linear weights. The parent then measures both outputs the same way:
+- achieved sparsity over the decoder blocks' linear layers;
+- the layer reconstruction error: for every linear layer, ``tr(dW H dWᵀ) / tr(W H Wᵀ)`` with ``H = X Xᵀ`` from
+  the dense model's inputs to that layer on the calibration windows (mean and median over the layers);
+- perplexity on the bundled WikiText-layout text.
+The settings match: 50% unstructured sparsity for Wanda and SparseGPT (block 128, dampening 1%), GPTQ 4-bit
+symmetric with group size 64 (576, the model width, is not divisible by 128), block 128, dampening 1%, no
+act-order; the LM head and embeddings are left dense by both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+METHODS = {
+    "wanda": {"sparsity": 0.5},
+    "sparsegpt": {"sparsity": 0.5},
+    "gptq": {"bits": 4, "group_size": 64},
+}
+
+
+def _linear_weights(model) -> dict:
+    import torch
+
+    return {name: module.weight.detach().to(torch.float32).cpu().contiguous()
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"}
+
+
+def worker_ours(args) -> dict:
+    import torch
+    from safetensors.torch import save_file
+
+    from compressors import get_compressor
+    from kick_checks.models import load_model, resolve_model
+    from kick_checks.spec import build_spec
+
+    torch.manual_seed(0)
+    loaded = load_model(resolve_model(args.model), dtype=args.dtype, device="cpu")
+    calibration = torch.load(args.ids)
+    spec = build_spec(method=args.method, calib_samples=calibration.shape[0], calib_seqlen=calibration.shape[1],
+                      **METHODS[args.method])
+    started = time.perf_counter()
+    get_compressor(args.method)(loaded.model, spec, calibration)
+    seconds = time.perf_counter() - started
+    save_file(_linear_weights(loaded.model), args.output)
+    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def worker_peer(args) -> dict:
+    import torch
+    from datasets import Dataset
+    from llmcompressor import oneshot
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    ids = torch.load(args.ids)
+    dataset = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})
+    if args.method == "wanda":
+        from llmcompressor.modifiers.pruning import WandaPruningModifier
+
+        recipe = WandaPruningModifier(sparsity=0.5, mask_structure="0:0", targets=["Linear"], ignore=["lm_head"])
+    elif args.method == "sparsegpt":
+        from llmcompressor.modifiers.obcq import SparseGPTModifier
+
+        recipe = SparseGPTModifier(sparsity=0.5, mask_structure="0:0", block_size=128, dampening_frac=0.01,
+                                   targets=["Linear"], ignore=["lm_head"])
+    else:
+        from llmcompressor.modifiers.quantization import GPTQModifier
+
+        recipe = GPTQModifier(
+            config_groups={"group_0": {"targets": ["Linear"], "weights": {
+                "num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 64}}},
+            ignore=["lm_head"], block_size=128, dampening_frac=0.01,
+        )
+    started = time.perf_counter()
+    oneshot(model=model, tokenizer=tokenizer, dataset=dataset, recipe=recipe,
+            num_calibration_samples=ids.shape[0], max_seq_length=ids.shape[1], shuffle_calibration_samples=False)
+    seconds = time.perf_counter() - started
+    weights = _linear_weights(model)
+    if args.method == "gptq":  # store what the model computes with: the weights on their quantization grid
+        from compressed_tensors.quantization.lifecycle.forward import fake_quantize
+
+        for name, module in model.named_modules():
+            if name in weights and hasattr(module, "weight_scale"):
+                scheme = module.quantization_scheme.weights
+                zero = getattr(module, "weight_zero_point", None)
+                weights[name] = fake_quantize(module.weight.detach(), module.weight_scale, zero, scheme).float()
+    save_file(weights, args.output)
+    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _dense_hessians(loaded, calibration) -> dict:
+    """``X Xᵀ / tokens`` of every decoder-block linear layer's inputs in the dense model."""
+    import torch
+
+    sums, handles = {}, []
+    for name, module in loaded.model.named_modules():
+        if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}":
+            def hook(module, inputs, output, name=name):
+                rows = inputs[0].reshape(-1, inputs[0].shape[-1]).float()
+                total, tokens = sums.get(name, (0, 0))
+                sums[name] = (rows.T @ rows + total, tokens + rows.shape[0])
+            handles.append(module.register_forward_hook(hook))
+    with torch.no_grad():
+        for start in range(0, calibration.shape[0], 8):
+            loaded.model(calibration[start : start + 8])
+    for handle in handles:
+        handle.remove()
+    return {name: total / tokens for name, (total, tokens) in sums.items()}
+
+
+def _quality(loaded, dense: dict, hessians: dict, weights_file: str) -> dict:
+    import statistics
+
+    import torch
+    from safetensors.torch import load_file
+
+    from kick_checks.tasks import TaskOptions, get_task
+
+    compressed = load_file(weights_file)
+    errors, zeros, total = [], 0, 0
+    for name, weight in compressed.items():
+        delta = dense[name] - weight
+        hessian = hessians[name]
+        errors.append((torch.einsum("ij,jk,ik->", delta, hessian, delta)
+                       / torch.einsum("ij,jk,ik->", dense[name], hessian, dense[name])).item())
+        zeros += int((weight == 0).sum())
+        total += weight.numel()
+    modules = dict(loaded.model.named_modules())
+    with torch.no_grad():
+        for name, weight in compressed.items():
+            modules[name].weight.copy_(weight.to(modules[name].weight.dtype))
+    perplexity = get_task("perplexity").run(loaded.model, loaded.tokenizer, TaskOptions()).score
+    with torch.no_grad():
+        for name, weight in dense.items():
+            modules[name].weight.copy_(weight.to(modules[name].weight.dtype))
+    return {"sparsity": zeros / total, "mean_error": statistics.fmean(errors),
+            "median_error": statistics.median(errors), "perplexity": perplexity}
+
+
+def _run(python: str, role: str, args, method: str, ids: Path, output: Path, model_dir: str) -> dict | str:
+    command = [python, str(HERE), "--worker", role, "--method", method, "--ids", str(ids), "--output", str(output),
+               "--model", args.model, "--model-dir", model_dir, "--dtype", args.dtype]
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"failed: {tail[:200]}"
+    return json.loads(lines[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--samples", type=int, default=128)
+    parser.add_argument("--seqlen", type=int, default=256)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--peer-python", default=sys.executable, help="an interpreter that can import llmcompressor")
+    parser.add_argument("--worker", choices=["ours", "peer"], help=argparse.SUPPRESS)
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+    parser.add_argument("--ids", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker_ours(args) if args.worker == "ours" else worker_peer(args)))
+        return 0
+
+    import torch
+
+    from kick_checks.calibration import calibration_tokens
+    from kick_checks.models import load_model, resolve_model
+
+    peer = subprocess.run([args.peer_python, "-c", "import llmcompressor; print(llmcompressor.__version__)"],
+                          capture_output=True, text=True)
+    peer_version = peer.stdout.strip().splitlines()[-1] if peer.returncode == 0 and peer.stdout.strip() else None
+    if peer_version is None:
+        print(f"llm-compressor cannot be imported by {args.peer_python}: pip install llmcompressor (in this or "
+              "another environment, then --peer-python); its rows are skipped")
+    loaded = load_model(resolve_model(args.model), dtype=args.dtype, device="cpu")
+    model_dir = str(loaded.model.config._name_or_path)
+    calibration = calibration_tokens(loaded.tokenizer, args.samples, args.seqlen, 0)
+    dense = _linear_weights(loaded.model)
+    hessians = _dense_hessians(loaded, calibration)
+    print(f"model {args.model} ({args.dtype}) from {model_dir}; {args.samples} x {args.seqlen} calibration tokens; "
+          f"llm-compressor {peer_version or 'absent'}; torch threads {torch.get_num_threads()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        ids = Path(folder) / "ids.pt"
+        torch.save(calibration, ids)
+        for method in [name.strip() for name in args.methods.split(",") if name.strip()]:
+            for tool, role, python in (("kick-checks", "ours", sys.executable),
+                                       (f"llm-compressor {peer_version}", "peer", args.peer_python)):
+                if role == "peer" and peer_version is None:
+                    continue
+                output = Path(folder) / f"{method}-{role}.safetensors"
+                result = _run(python, role, args, method, ids, output, model_dir)
+                if isinstance(result, str):
+                    rows.append((method, tool, result))
+                    print(f"{method} / {tool}: {result}", flush=True)
+                    continue
+                result.update(_quality(loaded, dense, hessians, str(output)))
+                rows.append((method, tool, result))
+                print(f"{method} / {tool}: {json.dumps({k: round(v, 4) for k, v in result.items()})}", flush=True)
+
+    print()
+    print("| method | tool | seconds | peak RSS MB | sparsity | layer error mean | layer error median | perplexity |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method, tool, result in rows:
+        if isinstance(result, str):
+            print(f"| {method} | {tool} | {result} |  |  |  |  |  |")
+            continue
+        print(f"| {method} | {tool} | {result['seconds']:.1f} | {result['peak_rss_mb']:.0f} | "
+              f"{result['sparsity']:.4f} | {result['mean_error']:.4f} | {result['median_error']:.4f} | "
+              f"{result['perplexity']:.2f} |")
+    by_method: dict[str, list] = {}
+    for method, tool, result in rows:
+        if not isinstance(result, str):
+            by_method.setdefault(method, []).append(result)
+    print()
+    for method, results in by_method.items():
+        if len(results) == 2:
+            ours, theirs = results
+            print(f"{method}: time ratio kick-checks / llm-compressor = {ours['seconds'] / theirs['seconds']:.2f}; "
+                  f"mean layer error ratio = {ours['mean_error'] / max(theirs['mean_error'], 1e-12):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
