@@ -240,7 +240,7 @@ def main() -> int:
               f"{result['sparsity']:.4f} | {result['mean_error']:.4f} | {result['median_error']:.4f} | "
               f"{result['perplexity']:.2f} |")
     by_method: dict[str, list] = {}
-    for method, tool, result in rows:
+    for method, _tool, result in rows:
         if not isinstance(result, str):
             by_method.setdefault(method, []).append(result)
     print()
