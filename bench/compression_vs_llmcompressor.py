@@ -17,7 +17,8 @@ and saves the compressed linear weights. The parent then measures both outputs t
 - perplexity on the bundled WikiText-layout text.
 The settings match: 50% unstructured sparsity for Wanda and SparseGPT (block 128, dampening 1%), GPTQ 4-bit
 symmetric with group size 64 (576, the model width, is not divisible by 128), block 128, dampening 1%, no
-act-order; the LM head and embeddings are left dense by both.
+act-order; then GPTQ with act-order (ours: dynamic, groups follow the permuted columns; llm-compressor's default
+"static": columns permuted, groups fixed in the original order). The LM head and embeddings stay dense.
 """
 
 from __future__ import annotations
@@ -36,15 +37,25 @@ METHODS = {
     "wanda": {"sparsity": 0.5},
     "sparsegpt": {"sparsity": 0.5},
     "gptq": {"bits": 4, "group_size": 64},
+    "gptq-act-order": {"bits": 4, "group_size": 64, "act_order": True},
 }
 
 
 def _linear_weights(model) -> dict:
     import torch
 
-    return {name: module.weight.detach().to(torch.float32).cpu().contiguous()
+    return {name: module.weight.detach().to(torch.float32, copy=True).cpu().contiguous()  # a copy, not a view
             for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Unlike getrusage's ru_maxrss, which Linux carries over
+    from the parent through fork and exec, it starts afresh in each worker."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def worker_ours(args) -> dict:
@@ -58,13 +69,13 @@ def worker_ours(args) -> dict:
     torch.manual_seed(0)
     loaded = load_model(resolve_model(args.model), dtype=args.dtype, device="cpu")
     calibration = torch.load(args.ids)
-    spec = build_spec(method=args.method, calib_samples=calibration.shape[0], calib_seqlen=calibration.shape[1],
+    spec = build_spec(method=args.method.split("-")[0], calib_samples=calibration.shape[0], calib_seqlen=calibration.shape[1],
                       **METHODS[args.method])
     started = time.perf_counter()
-    get_compressor(args.method)(loaded.model, spec, calibration)
+    get_compressor(args.method.split("-")[0])(loaded.model, spec, calibration)
     seconds = time.perf_counter() - started
     save_file(_linear_weights(loaded.model), args.output)
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
 
 
 def worker_peer(args) -> dict:
@@ -96,13 +107,15 @@ def worker_peer(args) -> dict:
             config_groups={"group_0": {"targets": ["Linear"], "weights": {
                 "num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 64}}},
             ignore=["lm_head"], block_size=128, dampening_frac=0.01,
+            # llm-compressor's default is "static" act-order; plain gptq compares without it, like ours
+            actorder="static" if args.method == "gptq-act-order" else None,
         )
     started = time.perf_counter()
     oneshot(model=model, tokenizer=tokenizer, dataset=dataset, recipe=recipe,
             num_calibration_samples=ids.shape[0], max_seq_length=ids.shape[1], shuffle_calibration_samples=False)
     seconds = time.perf_counter() - started
     weights = _linear_weights(model)
-    if args.method == "gptq":  # store what the model computes with: the weights on their quantization grid
+    if args.method.startswith("gptq"):  # store what the model computes with: the weights on their quantization grid
         from compressed_tensors.quantization.lifecycle.forward import fake_quantize
 
         for name, module in model.named_modules():
@@ -111,7 +124,7 @@ def worker_peer(args) -> dict:
                 zero = getattr(module, "weight_zero_point", None)
                 weights[name] = fake_quantize(module.weight.detach(), module.weight_scale, zero, scheme).float()
     save_file(weights, args.output)
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
 
 
 def _dense_hessians(loaded, calibration) -> dict:

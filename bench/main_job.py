@@ -29,7 +29,7 @@ def run(label: str, options: list[str]) -> tuple[str, float, str]:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    summary = re.findall(r"=+ (.*) in [\d.]+s", done.stdout)
+    summary = re.findall(r"(\d+ \w+(?:, \d+ \w+)*) in [\d.]+s", done.stdout)
     outcome = summary[-1] if summary else f"exit {done.returncode}"
     print(f"{label}: {seconds:.1f}s ({outcome})", flush=True)
     return label, seconds, outcome
