@@ -72,6 +72,54 @@ MT_BENCH_REFERENCE_FILES = ("reference_answer/gpt-4.jsonl", "reference_answer_gp
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Datasets named on the Hugging Face hub
+
+HUB_PREFIX = "hf:"
+
+
+def hub_dataset_folder(reference: str, cache_dir: Path | None = None) -> Path:
+    """``hf:org/name`` or ``hf:org/name:config`` as a local ``save_to_disk`` folder: downloaded with
+    ``datasets.load_dataset`` on first use (all splits) and cached under ``<cache>/datasets/``, so later runs
+    read it offline and the real-format loaders below read it like any saved Hugging Face dataset."""
+    name, _, config = reference[len(HUB_PREFIX):].partition(":")
+    if not name.strip():
+        raise KickError(f"{reference!r} names no dataset: write hf:org/name or hf:org/name:config")
+    if cache_dir is None:
+        from kick_checks.models import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    folder = Path(cache_dir) / "datasets" / (name.replace("/", "--") + (f"--{config}" if config else ""))
+    if _is_saved_dataset(folder):
+        return folder
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(name, config or None)
+    except Exception as error:  # noqa: BLE001 - offline, unknown name, gated: all end here
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise KickError(
+            f"cannot fetch the dataset {name!r}{f' ({config})' if config else ''} from the Hugging Face hub "
+            f"({type(error).__name__}: {first[:160]}): check the name and the network, or download it once and "
+            "give its folder"
+        ) from None
+    staging = folder.with_name(f".{folder.name}.partial")
+    if staging.exists():
+        import shutil
+
+        shutil.rmtree(staging)
+    loaded.save_to_disk(str(staging))
+    staging.replace(folder)
+    return folder
+
+
+def resolve_data_source(path: str | Path, expected: str) -> Path:
+    """A local path, or the cached folder of an ``hf:`` dataset name."""
+    if str(path).startswith(HUB_PREFIX):
+        return hub_dataset_folder(str(path))
+    return _existing(path, expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Shared reading helpers
 
 
@@ -645,7 +693,7 @@ def load_task_data(data_name: str, path: str) -> list[dict] | str:
     """
     if data_name not in DATA_NAMES:
         raise KickError(f"--kick-data {data_name}={path}: unknown data name; use one of {', '.join(DATA_NAMES)}")
-    source = _existing(path, f"data for {data_name}")
+    source = resolve_data_source(path, f"data for {data_name}")
     if data_name in KICK_SCHEMAS and _in_kick_schema(source, data_name):
         return _load_kick_jsonl(source, data_name)
     if data_name == "factoid_qa":

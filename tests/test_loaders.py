@@ -288,6 +288,35 @@ def test_mmlu_hugging_face_saved_to_disk(tmp_path):
     kick_error("has the splits test, dev but no 'val'", load_mmlu, tmp_path / "mmlu", split="val")
 
 
+def test_a_hub_dataset_name_is_fetched_once_cached_and_read_by_the_real_loader(tmp_path, monkeypatch):
+    import datasets
+
+    from kick_checks.loaders import load_task_data
+
+    calls = []
+
+    def hub(name, config=None):  # stands in for the hub, which this machine cannot reach
+        calls.append((name, config))
+        splits = {"test": datasets.Dataset.from_list(HF_MMLU_TEST), "dev": datasets.Dataset.from_list(HF_MMLU_DEV)}
+        return datasets.DatasetDict(splits)
+
+    monkeypatch.setenv("KICK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    assert load_task_data("multiple_choice", "hf:cais/mmlu:all") == expected_hf_mmlu_test()
+    assert load_task_data("multiple_choice", "hf:cais/mmlu:all") == expected_hf_mmlu_test()
+    assert calls == [("cais/mmlu", "all")]  # the second run reads the cached copy
+    assert (tmp_path / "cache" / "datasets" / "cais--mmlu--all" / "dataset_dict.json").is_file()
+
+    def offline(name, config=None):
+        raise ConnectionError("Couldn't reach 'org/none' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    kick_error(r"cannot fetch the dataset 'org/none' from the Hugging Face hub \(ConnectionError: Couldn't reach",
+               load_task_data, "factoid_qa", "hf:org/none")
+    assert not (tmp_path / "cache" / "datasets" / "org--none").exists()
+    kick_error("names no dataset: write hf:org/name", load_task_data, "factoid_qa", "hf:")
+
+
 def test_mmlu_hugging_face_bad_inputs(tmp_path):
     out_of_range = [{**HF_MMLU_TEST[0], "answer": 4}]
     kick_error("row 0 has the answer 4, not 0-3", load_mmlu, write_jsonl(tmp_path / "a" / "test.jsonl", out_of_range))

@@ -108,8 +108,9 @@ class MultipleChoice:
 
     @staticmethod
     def _real_dev_rows(path: Path) -> list[dict]:
-        from kick_checks.loaders import load_mmlu
+        from kick_checks.loaders import load_mmlu, resolve_data_source
 
+        path = resolve_data_source(str(path), "MMLU data")
         if Path(path).suffix == ".jsonl":
             log.info("multiple_choice: %s has no dev split, running 0-shot", path)
             return []
