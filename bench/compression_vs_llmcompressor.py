@@ -69,7 +69,8 @@ def worker_ours(args) -> dict:
     torch.manual_seed(0)
     loaded = load_model(resolve_model(args.model), dtype=args.dtype, device="cpu")
     calibration = torch.load(args.ids)
-    spec = build_spec(method=args.method.split("-")[0], calib_samples=calibration.shape[0], calib_seqlen=calibration.shape[1],
+    spec = build_spec(method=args.method.split("-")[0], calib_samples=calibration.shape[0],
+                      calib_seqlen=calibration.shape[1],
                       **METHODS[args.method])
     started = time.perf_counter()
     get_compressor(args.method.split("-")[0])(loaded.model, spec, calibration)
