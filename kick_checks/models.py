@@ -136,26 +136,18 @@ def resolve_device(device: str | None) -> str:
     """``auto`` is CUDA when present, else the CPU. Under pytest-xdist with several GPUs visible, ``auto`` and
     ``cuda`` pin each worker to its own GPU, so ``-n 8`` on eight GPUs runs eight models side by side."""
     device = (device or "auto").strip().lower()
-    if device == DEVICE_MAP:
+    if device in ("cpu", DEVICE_MAP):
         return device
     if device == "auto" and not torch.cuda.is_available():
         return "cpu"
-    if device in ("auto", "cuda"):
-        if not torch.cuda.is_available():
-            raise KickError(
-                f"--kick-device {device}: CUDA is not available on this machine; use --kick-device cpu or auto"
-            )
-        pinned = worker_gpu(os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
-        return "cuda" if pinned is None else f"cuda:{pinned}"
+    if device not in ("auto", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+        raise KickError(f"--kick-device {device!r} is unknown: use auto, cpu, cuda, cuda:N or map")
+    if not torch.cuda.is_available():
+        raise KickError(f"--kick-device {device}: CUDA is not available on this machine; use --kick-device cpu or auto")
     if device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise KickError(
-                f"--kick-device {device}: CUDA is not available on this machine; use --kick-device cpu or auto"
-            )
         return device
-    if device == "cpu":
-        return device
-    raise KickError(f"--kick-device {device!r} is unknown: use auto, cpu, cuda, cuda:N or map")
+    pinned = worker_gpu(os.environ.get("PYTEST_XDIST_WORKER"), torch.cuda.device_count())
+    return "cuda" if pinned is None else f"cuda:{pinned}"
 
 
 def resolve_dtype(dtype: str | None, device: str) -> str:

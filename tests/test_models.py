@@ -60,9 +60,13 @@ def test_device_and_dtype():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_requested_without_cuda():
-    assert one_line_error(resolve_device, "cuda:0") == (
-        "--kick-device cuda:0: CUDA is not available on this machine; use --kick-device cpu or auto"
-    )
+    for device in ("cuda:0", "cuda"):
+        assert one_line_error(resolve_device, device) == (
+            f"--kick-device {device}: CUDA is not available on this machine; use --kick-device cpu or auto"
+        )
+    assert one_line_error(resolve_device, "gpu") == (
+        "--kick-device 'gpu' is unknown: use auto, cpu, cuda, cuda:N or map")
+    assert resolve_device("auto") == "cpu" and resolve_device("map") == "map"
 
 
 def test_each_xdist_worker_pins_its_own_gpu_when_several_are_visible(monkeypatch):
