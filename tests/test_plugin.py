@@ -259,3 +259,30 @@ def test_update_missing_records_only_absent_baselines_and_update_shows_the_diff(
     update.assert_outcomes(passed=1)
     update.stdout.fnmatch_lines(["*recorded dense 1.000 on 12 items (was 0.917; prompt_version: 'older-prompt' -> "
                                  "*, 1 items changed score)*"])
+
+
+def test_xdist_workers_inherit_sleeping_idle_threads(monkeypatch):
+    import os
+
+    from kick_checks.plugin import _quiet_idle_threads
+
+    class Config:
+        def __init__(self, workers):
+            self.workers = workers
+
+        def getoption(self, name, default=None):
+            return self.workers if name == "numprocesses" else default
+
+    environ = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    monkeypatch.setattr(os, "environ", environ)
+    _quiet_idle_threads(Config(None))  # no xdist: torch's own behaviour
+    assert "OMP_WAIT_POLICY" not in environ
+    worker = Config(2)
+    worker.workerinput = {}
+    _quiet_idle_threads(worker)  # a worker changes nothing (it inherited the controller's setting)
+    assert "OMP_WAIT_POLICY" not in environ
+    _quiet_idle_threads(Config(2))
+    assert environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    environ["OMP_WAIT_POLICY"] = "ACTIVE"
+    _quiet_idle_threads(Config("auto"))  # the user's own choice stands
+    assert environ["OMP_WAIT_POLICY"] == "ACTIVE"
