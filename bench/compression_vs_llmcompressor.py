@@ -129,23 +129,24 @@ def worker_peer(args) -> dict:
 
 
 def _dense_hessians(loaded, calibration) -> dict:
-    """``X Xᵀ / tokens`` of every decoder-block linear layer's inputs in the dense model."""
+    """The Hessian (``compressors.statistics.Hessian``, as our GPTQ and SparseGPT use) of every decoder-block
+    linear layer's inputs in the dense model."""
     import torch
 
-    sums, handles = {}, []
+    from compressors.statistics import Hessian
+
+    statistics, handles = {}, []
     for name, module in loaded.model.named_modules():
         if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}":
-            def hook(module, inputs, output, name=name):
-                rows = inputs[0].reshape(-1, inputs[0].shape[-1]).float()
-                total, tokens = sums.get(name, (0, 0))
-                sums[name] = (rows.T @ rows + total, tokens + rows.shape[0])
-            handles.append(module.register_forward_hook(hook))
+            statistics[name] = Hessian(module.in_features)
+            handles.append(module.register_forward_hook(
+                lambda module, inputs, output, hessian=statistics[name]: hessian.add_batch(inputs[0])))
     with torch.no_grad():
         for start in range(0, calibration.shape[0], 8):
             loaded.model(calibration[start : start + 8])
     for handle in handles:
         handle.remove()
-    return {name: total / tokens for name, (total, tokens) in sums.items()}
+    return {name: hessian.matrix() for name, hessian in statistics.items()}
 
 
 def _quality(loaded, dense: dict, hessians: dict, weights_file: str) -> dict:
@@ -154,15 +155,13 @@ def _quality(loaded, dense: dict, hessians: dict, weights_file: str) -> dict:
     import torch
     from safetensors.torch import load_file
 
+    from compressors.gptq import reconstruction_error
     from kick_checks.tasks import TaskOptions, get_task
 
     compressed = load_file(weights_file)
     errors, zeros, total = [], 0, 0
     for name, weight in compressed.items():
-        delta = dense[name] - weight
-        hessian = hessians[name]
-        errors.append((torch.einsum("ij,jk,ik->", delta, hessian, delta)
-                       / torch.einsum("ij,jk,ik->", dense[name], hessian, dense[name])).item())
+        errors.append(reconstruction_error(dense[name], weight, hessians[name]))
         zeros += int((weight == 0).sum())
         total += weight.numel()
     modules = dict(loaded.model.named_modules())

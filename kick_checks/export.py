@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -31,7 +30,6 @@ from kick_checks.session import KickSession
 from kick_checks.settings import RunSettings
 from kick_checks.spec import CompressionSpec
 
-log = logging.getLogger("kick_checks")
 INSTALL_HINT = "pip install 'kick-checks[export]'"
 PROBE = "The capital of France is Paris. The largest planet in the solar system is"
 #: GPTQModel's logits may differ from the suite's by the float16 rounding of the scales and kernel arithmetic;
