@@ -1,10 +1,37 @@
-"""Batched greedy generation that returns only what the model generated."""
+"""Batched greedy generation that returns only what the model generated.
+
+Two engines give the same kind of answer: :mod:`kick_checks.continuous_batching` (shared prefix, continuous
+batching) for every model whose key-value cache is a plain per-layer cache, and transformers' ``generate`` in
+static length-sorted batches for the rest (sliding-window, recurrent and hybrid layers). Which one ran is part of
+the generation fingerprint (:func:`generation_engine`), since the two batch rows differently and low-precision
+arithmetic can then flip a greedy answer.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from kick_checks.progress import progress
+from kick_checks.continuous_batching import ENGINE as CONTINUOUS_ENGINE
+from kick_checks.continuous_batching import continuous_greedy, plain_cache_for
+from kick_checks.errors import KickError
+from kick_checks.progress import progress, progress_bar
+
+STATIC_ENGINE = "transformers-generate"
+
+
+def generation_engine(model) -> str:
+    """The engine :func:`greedy_generate` uses for ``model``."""
+    return CONTINUOUS_ENGINE if plain_cache_for(model) else STATIC_ENGINE
+
+
+def end_token_ids(model, tokenizer) -> set[int]:
+    """The tokens that end a sequence: the generation config's, else the tokenizer's end-of-sequence token."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = tokenizer.eos_token_id
+    if configured is None:
+        return set()
+    return {int(token) for token in (configured if isinstance(configured, (list, tuple)) else [configured])}
 
 
 def greedy_generate(
@@ -19,9 +46,36 @@ def greedy_generate(
 ) -> list[str]:
     """Greedy continuations of ``prompts``, in input order, each cut at the first stop string.
 
-    Prompts are grouped by length (left padding) so batches waste little; the grouping depends only on the
-    prompts, so the same prompts always form the same batches and give the same answers.
+    The schedule depends only on the prompts and the model's answers, so the same model and prompts always give
+    the same answers.
     """
+    if not prompts:
+        return []
+    if generation_engine(model) == STATIC_ENGINE:
+        return _static_batches(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
+                               batch_size=batch_size, add_special_tokens=add_special_tokens)
+    token_lists = [tokenizer(prompt, add_special_tokens=add_special_tokens).input_ids for prompt in prompts]
+
+    def reached_stop(tokens: list[int]) -> bool:
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(marker in text for marker in stop)
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with progress_bar(len(prompts), description=f"generating {len(prompts)} answers", unit="answer") as bar:
+        generated = continuous_greedy(
+            model, token_lists, batch_size=batch_size, max_new_tokens=max_new_tokens, pad_token_id=pad,
+            end_token_ids=end_token_ids(model, tokenizer), is_finished=reached_stop if stop else None,
+            on_done=bar.update,
+        )
+    if generated is None:
+        raise KickError(f"{type(model).__name__} replaced the key-value cache kick-checks gave it, so batched "
+                        "generation cannot run on it: please report this model to kick-checks")
+    return [cut_at_stop(tokenizer.decode(tokens, skip_special_tokens=True), stop) for tokens in generated]
+
+
+def _static_batches(model, tokenizer, prompts, *, max_new_tokens, stop, batch_size, add_special_tokens):
+    """transformers' ``generate`` on batches of similar length (left padding); the grouping depends only on the
+    prompts, so the same prompts always form the same batches."""
     order = sorted(range(len(prompts)), key=lambda index: (len(prompts[index]), index))
     outputs: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device

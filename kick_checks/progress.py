@@ -32,3 +32,24 @@ def progress(iterable: Iterable[Item], *, description: str, total: int | None = 
 
     return tqdm(iterable, desc=description, total=total, unit=unit, leave=False, dynamic_ncols=True,
                 file=sys.stderr)
+
+
+class _NoBar:
+    def update(self, count: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def progress_bar(total: int, *, description: str, unit: str = "it"):
+    """A bar advanced by hand (``bar.update(n)``) for work that is not one loop; a no-op when bars are off.
+    Use it as a context manager."""
+    if not bars_enabled():
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=description, total=total, unit=unit, leave=False, dynamic_ncols=True, file=sys.stderr)

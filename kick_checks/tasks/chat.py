@@ -6,27 +6,30 @@ from dataclasses import dataclass, field, replace
 
 from kick_checks.batching import choose_batch_size
 from kick_checks.errors import KickError
-from kick_checks.generation import greedy_generate
+from kick_checks.generation import generation_engine, greedy_generate
 
 
 @dataclass(frozen=True)
 class ChatDecoding:
     max_new_tokens: int = 160
     batch_size: int = 8
+    engine: str = ""
 
     def to_dict(self) -> dict:
         return {"greedy": True, "chat_template": True, "max_new_tokens": self.max_new_tokens,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "engine": self.engine}
 
     def sized(self, requested: int | str | None, model, tokenizer, conversations: list[list[dict[str, str]]],
               replies: int = 1) -> ChatDecoding:
-        """This decoding with the batch size a run asked for (``--kick-batch-size``); ``auto`` sizes it for the
-        longest conversation plus ``replies`` generated replies."""
+        """This decoding for ``model``: the generation engine it gets, and the batch size a run asked for
+        (``--kick-batch-size``); ``auto`` sizes it for the longest conversation plus ``replies`` generated
+        replies."""
+        engine = generation_engine(model)
         if requested is None:
-            return self
+            return replace(self, engine=engine)
         longest = max((chat_prompt(tokenizer, messages) for messages in conversations), key=len, default="")
         tokens = len(tokenizer(longest, add_special_tokens=False).input_ids) + replies * self.max_new_tokens
-        return replace(self, batch_size=choose_batch_size(requested, self.batch_size, model, tokens))
+        return replace(self, engine=engine, batch_size=choose_batch_size(requested, self.batch_size, model, tokens))
 
 
 def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:

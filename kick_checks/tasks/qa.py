@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from kick_checks.batching import choose_batch_size
-from kick_checks.generation import greedy_generate
+from kick_checks.generation import generation_engine, greedy_generate
 from kick_checks.scoring import exact_match, first_answer_line
 from kick_checks.tasks.base import ItemOutcome, TaskResult
 
@@ -38,10 +38,11 @@ class Decoding:
     max_new_tokens: int = 16
     stop: tuple[str, ...] = ("\n",)
     batch_size: int = 16
+    engine: str = ""
 
     def to_dict(self) -> dict:
         return {"greedy": True, "max_new_tokens": self.max_new_tokens, "stop": list(self.stop),
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "engine": self.engine}
 
 
 def _block(question: str, passage: str | None, answer: str | None) -> str:
@@ -76,7 +77,7 @@ class ShortAnswerQA:
         prompts = [build_prompt(item, self.shots, self.with_passage) for item in items]
         longest = max(prompts, key=len, default="")
         tokens = len(tokenizer(longest).input_ids) + self.decoding.max_new_tokens
-        decoding = replace(self.decoding,
+        decoding = replace(self.decoding, engine=generation_engine(model),
                            batch_size=choose_batch_size(batch_size, self.decoding.batch_size, model, tokens))
         fingerprint = {**fingerprint, "decoding": decoding.to_dict()}
         generated = greedy_generate(

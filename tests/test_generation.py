@@ -1,0 +1,91 @@
+"""Batched greedy generation: continuous batching over a shared prefix gives each prompt the answer it gets alone."""
+
+import pytest
+import torch
+from transformers import MistralConfig, MistralForCausalLM
+
+from kick_checks.continuous_batching import ENGINE, continuous_greedy, shared_prefix_length
+from kick_checks.generation import STATIC_ENGINE, _static_batches, generation_engine, greedy_generate
+from kick_checks.tasks.factoid_qa import SHOTS
+from kick_checks.tasks.qa import QAItem, build_prompt
+
+
+@pytest.mark.parametrize("lists,expected", [
+    ([[1, 2, 3], [1, 2, 4]], 2),
+    ([[1, 2], [1, 2, 3]], 1),  # every list keeps at least one token of its own
+    ([[5, 6, 7]], 2),
+    ([[1, 2], [3, 4]], 0),
+    ([[1], [1]], 0),
+    ([], 0),
+])
+def test_shared_prefix_length(lists, expected):
+    assert shared_prefix_length(lists) == expected
+
+
+def _alone(model, tokenizer, prompts, **options):
+    """Each prompt through transformers' generate on its own: no padding, no batching, no shared prefix."""
+    return [_static_batches(model, tokenizer, [prompt], batch_size=1, add_special_tokens=True, **options)[0]
+            for prompt in prompts]
+
+
+QUESTIONS = ["What colour is the fox?", "What colour is the owl on the hill?", "Which?",
+             "What colour is the bee in the garden behind the old house?", "Is it?"]
+
+
+def test_continuous_batching_matches_each_prompt_generated_alone(tiny_loaded):
+    model, tokenizer = tiny_loaded.model, tiny_loaded.tokenizer
+    assert generation_engine(model) == ENGINE
+    # few-shot prompts (a long shared prefix) and free text (none), of different lengths, more than one batch
+    prompts = [build_prompt(QAItem(str(i), question, ("x",)), SHOTS, False) for i, question in enumerate(QUESTIONS)]
+    prompts += ["red blue", "the quick brown fox jumps over", "cat"]
+    for batch_size in (1, 2, 3, 16):
+        batched = greedy_generate(model, tokenizer, prompts, max_new_tokens=7, batch_size=batch_size)
+        assert batched == _alone(model, tokenizer, prompts, max_new_tokens=7, stop=())
+    assert all(len(tokenizer(text, add_special_tokens=False).input_ids) >= 6 for text in batched)
+
+
+def test_stop_strings_end_rows_early_and_cut_the_answer(toy_qa):
+    from kick_checks.models import load_model, resolve_model
+
+    loaded = load_model(resolve_model(str(toy_qa[0])), dtype="float32", device="cpu")
+    prompts = [build_prompt(QAItem(str(i), question, ("x",)), SHOTS, False) for i, question in enumerate(QUESTIONS)]
+    answers = greedy_generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=12, stop=("\n",),
+                              batch_size=2)
+    assert answers == _alone(loaded.model, loaded.tokenizer, prompts, max_new_tokens=12, stop=("\n",))
+    assert answers[0] == " green" and all("\n" not in answer for answer in answers)
+
+
+def test_a_row_ends_at_an_end_token_while_the_others_go_on(tiny_loaded):
+    model, tokenizer = tiny_loaded.model, tiny_loaded.tokenizer
+    token_lists = [tokenizer(text).input_ids for text in ("red blue", "the quick brown fox", "cat dog")]
+    options = dict(batch_size=3, max_new_tokens=5, pad_token_id=tokenizer.pad_token_id)
+    free = continuous_greedy(model, token_lists, end_token_ids=set(), **options)
+    assert [len(tokens) for tokens in free] == [5, 5, 5]
+    ending = free[1][2]  # the third token the second row produces
+    ended = continuous_greedy(model, token_lists, end_token_ids={ending}, **options)
+    assert ended[1] == free[1][: free[1].index(ending)]
+    for row in (0, 2):
+        cut = free[row].index(ending) if ending in free[row] else 5
+        assert ended[row] == free[row][:cut]
+
+
+def test_a_single_new_token_and_no_prompts(tiny_loaded):
+    model, tokenizer = tiny_loaded.model, tiny_loaded.tokenizer
+    prompts = ["red blue", "cat"]
+    assert greedy_generate(model, tokenizer, prompts, max_new_tokens=1) == _alone(
+        model, tokenizer, prompts, max_new_tokens=1, stop=())
+    assert greedy_generate(model, tokenizer, [], max_new_tokens=4) == []
+
+
+def test_sliding_window_models_use_transformers_generate(tiny_loaded):
+    """A sliding-window cache cannot be reshaped by the continuous engine: such models take the static path."""
+    tokenizer = tiny_loaded.tokenizer
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=64,
+                           pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = MistralForCausalLM(config).eval()
+    assert generation_engine(model) == STATIC_ENGINE
+    prompts = ["red blue", "the quick brown fox jumps"]
+    assert greedy_generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=2) == _alone(
+        model, tokenizer, prompts, max_new_tokens=4, stop=())
