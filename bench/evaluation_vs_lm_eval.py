@@ -6,8 +6,11 @@ Both sides get the identical requests, built by our tasks from the bundled sets:
 - multiple choice (240 items, 960 options, 5-shot prefixes): log-likelihood of each option. Ours reuses the
   key-value cache of each subject's shared few-shot prefix; lm-eval's HFLM.loglikelihood recomputes every
   context. The option with the best log-likelihood per character wins on both sides.
-- factoid QA (239 prompts): greedy generation up to 16 tokens, stopping at a newline (our batched generation
-  with stop strings; lm-eval's HFLM.generate_until), scored by our exact match.
+- factoid QA (239 prompts, 16 tokens) and open-book retrieval QA (160 prompts with passages, 24 tokens): greedy
+  generation stopping at a newline, scored by our exact match;
+- summarization (32 chat-template prompts with whole articles, 128 tokens, no stop string but the end token),
+  scored by our ROUGE-L against the reference.
+  Ours: continuous batching over the shared prefix; lm-eval: HFLM.generate_until (transformers' generate).
 The model is loaded once and handed to lm-eval's HFLM, so loading costs nothing on either side. Printed: items/s,
 the ratio, the score of each side and on how many items the two disagree. lm-eval is an optional bench
 dependency (pip install lm-eval); without it the benchmark says so and exits.
@@ -56,6 +59,26 @@ def _lm_eval_multiple_choice(task, lm, groups) -> tuple[float, list[int]]:
     return seconds, chosen
 
 
+def _generation_row(name, loaded, lm, prompts, max_new_tokens, stop, batch_size, score, add_special_tokens=True):
+    from lm_eval.api.instance import Instance
+
+    from kick_checks.generation import greedy_generate
+
+    started = time.perf_counter()
+    ours = greedy_generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
+                           batch_size=batch_size, add_special_tokens=add_special_tokens)
+    ours_seconds = time.perf_counter() - started
+    instances = [Instance("generate_until", doc={}, idx=0, arguments=(
+        prompt, {"until": list(stop), "max_gen_toks": max_new_tokens, "do_sample": False})) for prompt in prompts]
+    started = time.perf_counter()
+    theirs = lm.generate_until(instances)
+    theirs_seconds = time.perf_counter() - started
+    ours_scores, theirs_scores = score(ours), score(theirs)
+    differ = sum(a.strip() != b.strip() for a, b in zip(ours, theirs))
+    return (name, len(prompts), ours_seconds, theirs_seconds, sum(ours_scores) / len(prompts),
+            sum(theirs_scores) / len(prompts), differ)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
@@ -66,16 +89,18 @@ def main() -> int:
         print("lm-evaluation-harness is not installed: pip install lm-eval (skipping this benchmark)")
         return 0
     import lm_eval
-    from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from kick_checks.generation import greedy_generate
     from kick_checks.models import load_model, resolve_model
     from kick_checks.scoring import exact_match, first_answer_line
     from kick_checks.tasks import TaskOptions, get_task
     from kick_checks.tasks.base import load_rows
+    from kick_checks.tasks.chat import chat_prompt
     from kick_checks.tasks.factoid_qa import SHOTS, qa_items
     from kick_checks.tasks.qa import build_prompt
+    from kick_checks.tasks.retrieval_qa import SHOTS as RETRIEVAL_SHOTS
+    from kick_checks.tasks.summarization import INSTRUCTION as SUMMARY_INSTRUCTION
+    from kick_checks.tasks.summarization import rouge_l
 
     loaded = load_model(resolve_model(args.model), dtype=args.dtype, device="cpu")
     lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.batch_size, device="cpu",
@@ -94,29 +119,31 @@ def main() -> int:
                  sum(a == b for a, b in zip(theirs, answers)) / len(answers),
                  sum(a != b for a, b in zip(ours, theirs))))
 
-    factoid = get_task("factoid_qa")
-    data = load_rows(factoid.data_name, TaskOptions(), factoid.bundled_file, ("id", "question", "answers"))
-    qa = qa_items(data.rows)
-    prompts = [build_prompt(item, SHOTS, False) for item in qa]
-    decoding = factoid.engine.decoding
-    started = time.perf_counter()
-    ours_text = greedy_generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=decoding.max_new_tokens,
-                                stop=decoding.stop, batch_size=args.batch_size)
-    ours_seconds = time.perf_counter() - started
-    instances = [Instance("generate_until", doc={}, idx=0, arguments=(
-        prompt, {"until": list(decoding.stop), "max_gen_toks": decoding.max_new_tokens, "do_sample": False}))
-        for prompt in prompts]
-    started = time.perf_counter()
-    theirs_text = lm.generate_until(instances)
-    theirs_seconds = time.perf_counter() - started
+    def exact(items):
+        def score(texts):
+            return [float(exact_match(first_answer_line(text), list(item.answers))) for text, item in zip(texts, items)]
+        return score
 
-    def scores(texts):
-        return [float(exact_match(first_answer_line(text), list(item.answers))) for text, item in zip(texts, qa)]
+    for key, with_passage, shots in (("factoid_qa", False, SHOTS), ("retrieval_qa.open_book", True, RETRIEVAL_SHOTS)):
+        task = get_task(key)
+        data = load_rows(task.data_name, TaskOptions(), task.bundled_file, ("id", "question", "answers"))
+        qa = qa_items(data.rows)
+        decoding = task.engine.decoding
+        rows.append(_generation_row(
+            f"{key} (greedy, {decoding.max_new_tokens} tokens)", loaded, lm,
+            [build_prompt(item, shots, with_passage) for item in qa], decoding.max_new_tokens, decoding.stop,
+            args.batch_size, exact(qa)))
 
-    ours_scores, theirs_scores = scores(ours_text), scores(theirs_text)
-    rows.append(("factoid_qa (greedy, 16 tokens)", len(qa), ours_seconds, theirs_seconds,
-                 sum(ours_scores) / len(qa), sum(theirs_scores) / len(qa),
-                 sum(first_answer_line(a) != first_answer_line(b) for a, b in zip(ours_text, theirs_text))))
+    summarization = get_task("summarization")
+    data = load_rows(summarization.data_name, TaskOptions(), summarization.bundled_file, ("id", "article", "summary"))
+    prompts = [chat_prompt(loaded.tokenizer, [{"role": "user", "content": SUMMARY_INSTRUCTION + row["article"].strip()}
+                                              ]) for row in data.rows]
+    references = [row["summary"] for row in data.rows]
+    rows.append(_generation_row(
+        f"summarization (chat, {summarization.decoding.max_new_tokens} tokens)", loaded, lm, prompts,
+        summarization.decoding.max_new_tokens, (), args.batch_size,
+        lambda texts: [rouge_l(text.strip(), reference) for text, reference in zip(texts, references)],
+        add_special_tokens=False))
 
     print()
     print("| task | items | kick-checks items/s | lm-eval items/s | speed-up | kick-checks score | lm-eval score "

@@ -157,14 +157,7 @@ def walk_blocks(
         block.to(work_device)
         layers = linear_layers(block)
         statistics = {name: statistic(f"layers.{index}.{name}", layer) for name, layer in layers.items()}
-        handles = [
-            layer.register_forward_hook(_observer(statistics[name])) for name, layer in layers.items()
-        ]
-        try:
-            _run_block(block, inputs)
-        finally:
-            for handle in handles:
-                handle.remove()
+        _observe_block(block, layers, statistics, inputs)
         for name, layer in layers.items():
             compress(f"layers.{index}.{name}", layer, statistics[name])
         del statistics
@@ -174,11 +167,66 @@ def walk_blocks(
     model.train(was_training)
 
 
-def _observer(statistic: InputStatistic):
-    def observe(_module, args, _output):
-        statistic.add_batch(args[0].detach())
+class _StopBlock(Exception):
+    """Raised before the block's last linear layer runs: its output is not needed to observe its input."""
 
-    return observe
+
+def _observe_block(block: nn.Module, layers: dict[str, nn.Linear], statistics: dict[str, InputStatistic],
+                   inputs: list[_BlockInput]) -> None:
+    """Run the uncompressed block over the calibration inputs, feeding each linear layer's inputs to its statistic.
+
+    Two savings that leave every statistic unchanged:
+    - layers called on the very same input tensor (query, key and value; gate and up) whose statistics depend on
+      the inputs alone (``inputs_only``) and are of one kind share the first one's statistic: it is computed
+      once and ``statistics`` maps all of them to it;
+    - after the first batch, the block stops as soon as the last linear layer to be called has its input (when
+      each layer is called exactly once): the rest of the block is not needed.
+    The sharing and the call order are read on the first batch; a later batch that differs is an error.
+    """
+    leader_of: dict[str, str] = {}
+    calls: list[str] = []
+    seen: dict[tuple, tuple[str, torch.Tensor]] = {}
+    state = {"batch": 0, "last": None}
+
+    def observer(name: str):
+        def observe(_module, args):
+            tensor = args[0].detach()
+            key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+            first = seen.get(key)
+            same_input = first is not None
+            if state["batch"] == 0:
+                calls.append(name)
+                shareable = getattr(statistics[name], "inputs_only", False)
+                if same_input and shareable and type(statistics[first[0]]) is type(statistics[name]):
+                    leader_of[name] = first[0]
+            elif (name in leader_of) != (same_input and leader_of.get(name) == first[0]):
+                raise RuntimeError(f"{name} shared its input with {leader_of.get(name)} on the first calibration "
+                                   "batch but not on a later one: cannot share its statistic")
+            if name not in leader_of:
+                statistics[name].add_batch(tensor)
+                seen.setdefault(key, (name, tensor))  # holding the tensor keeps its memory from being reused
+            if state["last"] == name:
+                raise _StopBlock
+
+        return observe
+
+    handles = [layer.register_forward_pre_hook(observer(name)) for name, layer in layers.items()]
+    try:
+        for item in inputs:
+            seen.clear()
+            try:
+                block(item.hidden_states, **item.kwargs)
+            except _StopBlock:
+                pass
+            if state["batch"] == 0 and len(calls) == len(set(calls)) == len(layers):
+                state["last"] = calls[-1]
+            state["batch"] += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+    seen.clear()
+    for follower, leader in leader_of.items():
+        statistics[follower] = statistics[leader]
 
 
 def _to_device(value, device):

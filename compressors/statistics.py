@@ -1,6 +1,13 @@
-"""Input statistics that calibrated compressors collect for one linear layer."""
+"""Input statistics that calibrated compressors collect for one linear layer.
+
+Both depend on a layer's inputs alone (``inputs_only = True``), so layers that are called on the very same input
+tensor (a block's query, key and value projections; its gate and up projections) can share one: the calibration
+walk then computes it once (see :mod:`compressors.layerwise`).
+"""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 
@@ -10,8 +17,28 @@ def _as_rows(inputs: torch.Tensor) -> torch.Tensor:
     return inputs.reshape(-1, inputs.shape[-1]).float()
 
 
+@contextmanager
+def _bf16_products_on_cpu(inputs: torch.Tensor):
+    """Let oneDNN multiply float32 matrices through bfloat16 when that is exact: the rows came from bfloat16
+    activations, so rounding them to bfloat16 changes nothing, and the products accumulate in float32 either
+    way. Three times faster on CPUs with bfloat16 units; only the order of the float32 sums differs."""
+    setting = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    exact = inputs.dtype == torch.bfloat16 and inputs.device.type == "cpu" and setting is not None
+    if not exact:
+        yield
+        return
+    previous = setting.fp32_precision
+    setting.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        setting.fp32_precision = previous
+
+
 class InputNorms:
     """Squared L2 norm of each input feature over all calibration tokens (Wanda's ``||X_j||``)."""
+
+    inputs_only = True
 
     def __init__(self, in_features: int, device: torch.device | str = "cpu") -> None:
         self.squared_norms = torch.zeros(in_features, dtype=torch.float64, device=device)
@@ -29,16 +56,20 @@ class InputNorms:
 class Hessian:
     """The layer-wise Hessian ``H = 2 X Xᵀ / tokens`` of the squared reconstruction error (SparseGPT, GPTQ)."""
 
+    inputs_only = True
+
     def __init__(self, in_features: int, device: torch.device | str = "cpu") -> None:
         self.sum_outer = torch.zeros(in_features, in_features, dtype=torch.float32, device=device)
         self.tokens = 0
 
     def add_batch(self, inputs: torch.Tensor) -> None:
         rows = _as_rows(inputs).to(self.sum_outer.device)
-        self.sum_outer.addmm_(rows.T, rows)
+        with _bf16_products_on_cpu(inputs):
+            self.sum_outer.addmm_(rows.T, rows)
         self.tokens += rows.shape[0]
 
     def matrix(self) -> torch.Tensor:
+        """A new tensor on every call, so a caller may change it in place."""
         if self.tokens == 0:
             raise RuntimeError("the Hessian saw no calibration tokens: the layer was never called")
         return self.sum_outer * (2.0 / self.tokens)

@@ -133,3 +133,75 @@ def test_registry_and_import_path():
         get_compressor("obs")
     with pytest.raises(SpecError, match="cannot be imported"):
         get_compressor("no_such_package.module:prune")
+
+
+def _walk_given_statistics(model, calibration, factory, batch_size=2):
+    given = {}
+    walk_blocks(model, calibration, statistic=factory, batch_size=batch_size,
+                compress=lambda name, _layer, statistic: given.setdefault(name, statistic))
+    return given
+
+
+def test_layers_called_on_one_input_share_one_statistic_equal_to_their_own(model, calibration):
+    given = _walk_given_statistics(model, calibration, lambda _name, layer: Hessian(layer.in_features))
+    block = {name.split(".", 2)[2]: statistic for name, statistic in given.items() if name.startswith("layers.1.")}
+    assert block["self_attn.q_proj"] is block["self_attn.k_proj"] is block["self_attn.v_proj"]
+    assert block["mlp.gate_proj"] is block["mlp.up_proj"]
+    assert len({id(statistic) for statistic in block.values()}) == 4  # qkv, o, gate+up, down
+    for name, statistic in given.items():  # each shared Hessian is the layer's own, from a full forward
+        inputs = forward_inputs(model, calibration, name)
+        assert statistic.tokens == inputs.shape[0]
+        assert torch.allclose(statistic.matrix(), 2 * inputs.T @ inputs / inputs.shape[0], rtol=1e-4, atol=1e-5)
+
+
+def test_statistics_that_may_depend_on_the_layer_are_never_shared(model, calibration):
+    given = _walk_given_statistics(model, calibration, lambda _name, _layer: Recorder())
+    assert given["layers.0.self_attn.q_proj"] is not given["layers.0.self_attn.k_proj"]
+
+
+def test_after_the_first_batch_the_block_stops_before_its_last_linear_layer(model, calibration):
+    """Only the input of the last linear layer is needed: its matmul runs once in the observing pass."""
+    down = dict(compressible_layers(model))["layers.0.mlp.down_proj"]
+    calls = []
+    handle = down.register_forward_hook(lambda *_: calls.append(1))
+    given = _walk_given_statistics(model, calibration, lambda _name, layer: InputNorms(layer.in_features),
+                                   batch_size=2)
+    handle.remove()
+    batches = -(-calibration.shape[0] // 2)
+    assert len(calls) == 1 + batches  # first observing batch, then every batch of the propagating pass
+    assert given["layers.0.mlp.down_proj"].tokens == calibration.numel()
+
+
+def test_a_block_whose_input_sharing_changes_between_batches_is_refused():
+    from compressors.layerwise import _BlockInput, _observe_block
+
+    class Fickle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            self.a(x)
+            return self.b(x if self.calls == 1 else x.clone())
+
+    block = Fickle()
+    layers = {"a": block.a, "b": block.b}
+    statistics = {name: Hessian(4) for name in layers}
+    inputs = [_BlockInput(torch.randn(2, 4), {}) for _ in range(2)]
+    with pytest.raises(RuntimeError, match="b shared its input with a on the first calibration batch"):
+        _observe_block(block, layers, statistics, inputs)
+
+
+def test_bfloat16_inputs_give_the_float32_hessian():
+    """bfloat16 inputs are multiplied through bfloat16 units, which is exact: only the float32 sums reorder."""
+    torch.manual_seed(0)
+    inputs = torch.randn(4, 96, 64).bfloat16()
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    hessian = Hessian(64)
+    hessian.add_batch(inputs)
+    rows = inputs.reshape(-1, 64).double()
+    expected = 2 * rows.T @ rows / rows.shape[0]
+    assert torch.allclose(hessian.matrix().double(), expected, rtol=1e-5, atol=1e-6)
+    assert torch.backends.mkldnn.matmul.fp32_precision == before
