@@ -47,33 +47,43 @@ def gptq_quantize(
     if zeros_mask is not None:
         zeros_mask = zeros_mask[:, order]
     inverse_factor = inverse_hessian_factor(hessian, damping)
-    quantized = torch.zeros_like(weight)
-    scales, zero_points = torch.zeros_like(weight), torch.zeros_like(weight)
+    # The sweep works on the transpose, so that each column it visits, writes and updates is contiguous memory.
+    columns_first = weight.T.contiguous()
+    quantized = torch.zeros_like(columns_first)
+    scales, zero_points = torch.zeros_like(columns_first), torch.zeros_like(columns_first)
+    pruned = zeros_mask.T.contiguous() if zeros_mask is not None else None
     group = cols if group_size == -1 else group_size
-    grid: Grid | None = None
+    max_level = 2**bits - 1
+    scale = zero = None
 
     for start in range(0, cols, block_size):
         end = min(start + block_size, cols)
-        block = weight[:, start:end].clone()
+        block = columns_first[start:end].clone()
         errors = torch.zeros_like(block)
         factor = inverse_factor[start:end, start:end]
+        diagonal = torch.diagonal(factor).tolist()
         for offset in range(end - start):
             column = start + offset
-            if grid is None or column % group == 0:
+            if scale is None or column % group == 0:
                 # Fit on the weights as updated so far (the published code fits on the values at the start of
                 # the 128-column block; fitting on the current values follows the errors pushed since then).
-                upcoming = torch.cat([block[:, offset:], weight[:, end:]], dim=1)[:, : group - column % group]
-                grid = Grid.fit(upcoming, bits, symmetric)
-            current = block[:, offset]
-            rounded = grid.quantize(current[:, None])[:, 0]
-            if zeros_mask is not None:
-                rounded = rounded.masked_fill(zeros_mask[:, column], 0.0)
-            quantized[:, column] = rounded
-            scales[:, column], zero_points[:, column] = grid.scale[:, 0], grid.zero[:, 0]
-            error = (current - rounded) / factor[offset, offset]
-            block[:, offset:] -= error[:, None] * factor[offset, offset:][None, :]
-            errors[:, offset] = error
-        weight[:, end:] -= errors @ inverse_factor[start:end, end:]
+                width = group - column % group
+                upcoming = torch.cat([block[offset:], columns_first[end:]])[:width]
+                grid = Grid.fit(upcoming.T, bits, symmetric)
+                scale, zero = grid.scale[:, 0], grid.zero[:, 0]
+                scales[column : column + width] = scale
+                zero_points[column : column + width] = zero
+            current = block[offset]
+            levels = torch.clamp(torch.round(current / scale) + zero, 0, max_level)
+            rounded = scale * (levels - zero)
+            if pruned is not None:
+                rounded.masked_fill_(pruned[column], 0.0)
+            quantized[column] = rounded
+            error = (current - rounded) / diagonal[offset]
+            block[offset:].addr_(factor[offset, offset:], error, alpha=-1.0)
+            errors[offset] = error
+        columns_first[end:] -= inverse_factor[start:end, end:].T @ errors
+    quantized, scales, zero_points = quantized.T, scales.T, zero_points.T
     inverse_order = torch.argsort(order)
     g_idx = torch.empty(cols, dtype=torch.long, device=weight.device)
     g_idx[order.to(weight.device)] = torch.arange(cols, device=weight.device) // group

@@ -30,17 +30,23 @@ def per_row_mask(scores: torch.Tensor, k_total: int) -> torch.Tensor:
 
     Every row loses ``k_total // rows`` weights; the remainder goes, one each, to the rows whose next
     candidate has the lowest score. The total is therefore exact while each row stays balanced (Wanda's
-    per-output comparison).
+    per-output comparison). Within a row, equal scores go in column order, as a stable sort would take them;
+    a selection (``kthvalue``) finds the cut in linear time instead of sorting the row.
     """
     rows, cols = scores.shape
     base, extra = divmod(k_total, rows)
-    order = torch.argsort(scores.float(), dim=1, stable=True)
+    scores = scores.float()
     mask = torch.zeros_like(scores, dtype=torch.bool)
     if base:
-        mask.scatter_(1, order[:, :base], True)
+        cut = scores.kthvalue(base, dim=1, keepdim=True).values
+        below = scores < cut
+        at_cut = scores == cut
+        still_needed = base - below.sum(dim=1, keepdim=True)
+        mask = below | (at_cut & (at_cut.cumsum(dim=1) <= still_needed))
     if extra:
-        next_candidate = order[:, base]
-        next_scores = scores.float().gather(1, next_candidate[:, None]).squeeze(1)
+        next_scores = scores.masked_fill(mask, float("inf")).min(dim=1).values
+        lowest_left = ~mask & (scores == next_scores[:, None])
+        next_candidate = lowest_left.int().argmax(dim=1)  # the first column holding the row's lowest score left
         chosen_rows = torch.topk(next_scores, extra, largest=False, sorted=False).indices
         mask[chosen_rows, next_candidate[chosen_rows]] = True
     return mask

@@ -74,36 +74,40 @@ def sparsegpt_prune(
     inverse_factor = inverse_hessian_factor(hessian.to(weight.device), damping)
     block_counts = _block_counts(cols, block_size, sparsity, rows)
 
+    # The sweep works on the transpose, so that each column it visits, writes and updates is contiguous memory.
+    columns_first = weight.T.contiguous()
     for block_index, start in enumerate(range(0, cols, block_size)):
         end = min(start + block_size, cols)
         width = end - start
-        block = weight[:, start:end].clone()
+        block = columns_first[start:end].clone()
         pruned_block = torch.zeros_like(block)
         errors = torch.zeros_like(block)
         factor = inverse_factor[start:end, start:end]
         factor_diagonal = torch.diagonal(factor)
+        diagonal = factor_diagonal.tolist()
 
         if pattern.is_structured:
             mask = torch.zeros_like(block, dtype=torch.bool)
         else:
-            saliency = block.pow(2) / factor_diagonal.pow(2)[None, :]
-            mask = smallest_k_mask(saliency, block_counts[block_index])
+            saliency = block.pow(2) / factor_diagonal.pow(2)[:, None]
+            mask = smallest_k_mask(saliency.T, block_counts[block_index]).T
 
         for column in range(width):
             if pattern.is_structured and column % pattern.m == 0:
                 group = slice(column, column + pattern.m)
-                saliency = block[:, group].pow(2) / factor_diagonal[group].pow(2)[None, :]
+                saliency = block[group].T.pow(2) / factor_diagonal[group].pow(2)[None, :]
                 chosen = torch.topk(saliency, pattern.n, dim=1, largest=False).indices
-                mask.scatter_(1, column + chosen, True)
-            current = block[:, column]
-            kept = current.masked_fill(mask[:, column], 0.0)
-            pruned_block[:, column] = kept
-            error = (current - kept) / factor[column, column]
-            block[:, column:] -= error[:, None] * factor[column, column:][None, :]
-            errors[:, column] = error
+                mask.T.scatter_(1, column + chosen, True)
+            current = block[column]
+            kept = current.masked_fill(mask[column], 0.0)
+            pruned_block[column] = kept
+            error = (current - kept) / diagonal[column]
+            block[column:].addr_(factor[column, column:], error, alpha=-1.0)
+            errors[column] = error
 
-        weight[:, start:end] = pruned_block
-        weight[:, end:] -= errors @ inverse_factor[start:end, end:]
+        columns_first[start:end] = pruned_block
+        columns_first[end:] -= inverse_factor[start:end, end:].T @ errors
+    weight = columns_first.T.contiguous()
     return weight
 
 

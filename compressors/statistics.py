@@ -12,9 +12,18 @@ from contextlib import contextmanager
 import torch
 
 
-def _as_rows(inputs: torch.Tensor) -> torch.Tensor:
-    """Flatten ``[..., in_features]`` activations into ``[tokens, in_features]`` float32 rows."""
-    return inputs.reshape(-1, inputs.shape[-1]).float()
+class _Rows:
+    """Flattens ``[..., in_features]`` activations into ``[tokens, in_features]`` float32 rows, always a copy,
+    into one buffer reused from batch to batch (a fresh tensor per batch costs more than the copy itself)."""
+
+    def __init__(self) -> None:
+        self.buffer: torch.Tensor | None = None
+
+    def __call__(self, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+        flat = inputs.reshape(-1, inputs.shape[-1])
+        if self.buffer is None or self.buffer.shape != flat.shape or self.buffer.device != device:
+            self.buffer = torch.empty(flat.shape, dtype=torch.float32, device=device)
+        return self.buffer.copy_(flat)
 
 
 @contextmanager
@@ -43,10 +52,11 @@ class InputNorms:
     def __init__(self, in_features: int, device: torch.device | str = "cpu") -> None:
         self.squared_norms = torch.zeros(in_features, dtype=torch.float64, device=device)
         self.tokens = 0
+        self._rows = _Rows()
 
     def add_batch(self, inputs: torch.Tensor) -> None:
-        rows = _as_rows(inputs)
-        self.squared_norms += rows.pow(2).sum(dim=0).to(self.squared_norms.device, torch.float64)
+        rows = self._rows(inputs, inputs.device)
+        self.squared_norms += rows.mul_(rows).sum(dim=0).to(self.squared_norms.device, torch.float64)
         self.tokens += rows.shape[0]
 
     def norms(self) -> torch.Tensor:
@@ -61,9 +71,10 @@ class Hessian:
     def __init__(self, in_features: int, device: torch.device | str = "cpu") -> None:
         self.sum_outer = torch.zeros(in_features, in_features, dtype=torch.float32, device=device)
         self.tokens = 0
+        self._rows = _Rows()
 
     def add_batch(self, inputs: torch.Tensor) -> None:
-        rows = _as_rows(inputs).to(self.sum_outer.device)
+        rows = self._rows(inputs, self.sum_outer.device)
         with _bf16_products_on_cpu(inputs):
             self.sum_outer.addmm_(rows.T, rows)
         self.tokens += rows.shape[0]

@@ -111,3 +111,42 @@ def test_pattern_mask_dispatch():
     scores = torch.arange(16.0).reshape(2, 8)
     assert int(pattern_mask(scores, 0.5, Pattern(2, 4), per_row=False).sum()) == 8
     assert pattern_mask(scores, 0.25, UNSTRUCTURED, per_row=False).reshape(-1)[:4].all()
+
+
+def _stable_sort_per_row_mask(scores, k_total):
+    """The rule per_row_mask implements, written the slow and obvious way: sort each row stably."""
+    rows, _ = scores.shape
+    base, extra = divmod(k_total, rows)
+    order = torch.argsort(scores.float(), dim=1, stable=True)
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    mask.scatter_(1, order[:, :base], True)
+    if extra:
+        next_candidate = order[:, base]
+        next_scores = scores.float().gather(1, next_candidate[:, None]).squeeze(1)
+        ranked = sorted(range(rows), key=lambda row: (float(next_scores[row]), row))
+        for row in ranked[:extra]:
+            mask[row, next_candidate[row]] = True
+    return mask
+
+
+@given(shapes, sparsities, st.integers(0, 10_000), st.integers(1, 4))
+def test_per_row_mask_breaks_ties_by_column_like_a_stable_sort(shape, sparsity, seed, levels):
+    """Scores drawn from a few values, so most comparisons are ties: the selection must still pick exactly the
+    weights a stable sort of each row would (rows tied for the remainder: any choice among them is allowed)."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, levels, shape, generator=generator).float()
+    k = target_count(scores.numel(), sparsity)
+    mask, expected = per_row_mask(scores, k), _stable_sort_per_row_mask(scores, k)
+    rows, cols = shape
+    base = k // rows
+    assert int(mask.sum()) == k
+    order = torch.argsort(scores, dim=1, stable=True)
+    for row in range(rows):  # each row takes a prefix of its stable order: base, or base + 1 weights
+        count = int(mask[row].sum())
+        assert count in (base, base + 1) and bool(mask[row, order[row, :count]].all())
+    if k % rows == 0:
+        assert torch.equal(mask, expected)
+    else:  # the rows that took one more had the lowest next candidates
+        took_more = mask.sum(dim=1) > base
+        next_scores = scores.gather(1, order[:, base : base + 1]).squeeze(1)
+        assert next_scores[took_more].max() <= next_scores[~took_more].min()
