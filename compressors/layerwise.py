@@ -90,7 +90,7 @@ def _first_block_inputs(
     def capture(_module, args, kwargs):
         kwargs = dict(kwargs)
         hidden = args[0] if args else kwargs.pop("hidden_states")
-        for cache_key in ("past_key_values", "past_key_value", "layer_past", "use_cache"):
+        for cache_key in ("cache", "past_key_values", "past_key_value", "layer_past", "use_cache"):
             kwargs.pop(cache_key, None)
         captured.append(_BlockInput(hidden.detach(), kwargs))
         raise _StopForward

@@ -25,6 +25,8 @@ from collections.abc import Callable
 
 import torch
 
+from kick_checks.kv_cache import cache_keyword, returned_cache
+
 REFILL_SHARE = 0.5
 ENGINE = "continuous-batching-1"
 """Names this engine in the generation fingerprint: a change that can alter answers gets a new name."""
@@ -139,21 +141,22 @@ def continuous_greedy(
     """
     device = next(model.parameters()).device
     keep_logits = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    cache_name = cache_keyword(model)
     prefix_length = shared_prefix_length(token_lists)
     generated: list[list[int]] = [[] for _ in token_lists]
     waiting = deque(sorted(range(len(token_lists)), key=lambda index: (len(token_lists[index]), index)))
 
     def forward(input_ids, attention_mask, position_ids, cache):
         output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       past_key_values=cache, use_cache=True, **keep_logits)
-        return output.logits[:, -1].argmax(dim=-1), output.past_key_values
+                       use_cache=True, **{cache_name: cache}, **keep_logits)
+        return output.logits[:, -1].argmax(dim=-1), returned_cache(output)
 
     with torch.no_grad():
         prefix_key_values = []
         if prefix_length:
             ids = torch.tensor([token_lists[0][:prefix_length]], device=device)
-            output = model(input_ids=ids, past_key_values=_cache_from([]), use_cache=True, **keep_logits)
-            layers = _plain_layers(output.past_key_values)
+            output = model(input_ids=ids, use_cache=True, **{cache_name: _cache_from([])}, **keep_logits)
+            layers = _plain_layers(returned_cache(output))
             if layers is None:
                 return None
             prefix_key_values = [(layer.keys, layer.values) for layer in layers]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kick_checks.kv_cache import cache_keyword, returned_cache
 from kick_checks.progress import progress
 
 
@@ -61,7 +62,7 @@ def continuation_likelihoods(
     with torch.no_grad():
         if start_ids:
             prefix_out = model(torch.tensor([start_ids], device=device), use_cache=True)
-            prefix_cache, prefix_last = prefix_out.past_key_values, prefix_out.logits[0, -1].float()
+            prefix_cache, prefix_last = returned_cache(prefix_out), prefix_out.logits[0, -1].float()
         else:
             prefix_cache, prefix_last = None, None
         results: list[Likelihood] = []
@@ -92,7 +93,7 @@ def _score_batch(model, rows, prefix_length, prefix_cache, prefix_last, device) 
     if prefix_cache is not None:
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(len(rows))
-        kwargs["past_key_values"] = cache
+        kwargs[cache_keyword(model)] = cache
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs).logits
     scored = []
     for index, (context, continuation) in enumerate(rows):

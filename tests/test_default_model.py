@@ -1,8 +1,14 @@
 """The embedded default model end to end: the committed dense baselines still describe it.
 
-This is the one place the default test run touches the real model (about a minute on 2 CPU cores): it runs the
-kick suite dense, in the dtype the baselines were recorded in, against the baselines we ship. A change to the
-prompts, decoding, data or model that was not re-recorded fails here, in CI, instead of in a user's gate.
+This is the one place the default test run touches the real model (one to three minutes on 2 CPU cores): it
+runs the kick suite dense, in the dtype the baselines were recorded in, against the baselines we ship. A change
+to the prompts, decoding, data or model that was not re-recorded fails here, in CI, instead of in a user's gate.
+
+It asks what a user's gate asks: does the dense model pass at the default tolerance (5%)? Not a tighter one,
+because bfloat16 greedy answers depend on the CPU: the baselines were recorded on one 2-core machine, and on
+another of the same kind (AMD EPYC, AVX-512) 15 of 239 factoid answers differed, factoid QA scored 2.3% lower and
+summarization 3.7% higher, every other task within 2%. (In float32 the answers agree across engines and batch
+sizes; see docs/performance.md.)
 """
 
 import importlib.util
@@ -30,8 +36,7 @@ def test_shipped_baselines_cover_every_task_in_one_dtype():
 def test_dense_default_model_reproduces_the_shipped_baselines(pytester, model_cache):
     result = pytester.runpytest(
         "-m", "kick", "-p", "no:cacheprovider", "--kick-dtype", "bfloat16", "--kick-device", "cpu",
-        "--kick-baselines-dir", str(shipped_baselines_dir()), "--kick-tolerance", "0.02",
-        "--kick-cache-dir", str(model_cache),
+        "--kick-baselines-dir", str(shipped_baselines_dir()), "--kick-cache-dir", str(model_cache),
     )
     result.assert_outcomes(passed=6, skipped=1)  # instruction_following skips without a judge
     result.stdout.fnmatch_lines([
