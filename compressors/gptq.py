@@ -73,15 +73,14 @@ def gptq_quantize(
                 scale, zero = grid.scale[:, 0], grid.zero[:, 0]
                 scales[column : column + width] = scale
                 zero_points[column : column + width] = zero
-            current = block[offset]
-            levels = torch.clamp(torch.round(current / scale) + zero, 0, max_level)
-            rounded = scale * (levels - zero)
+            # In place, into the rows of ``quantized`` and ``errors`` (the same arithmetic as
+            # ``scale * (clamp(round(current / scale) + zero) - zero)`` without a tensor per step).
+            current, rounded, error = block[offset], quantized[column], errors[offset]
+            torch.div(current, scale, out=rounded).round_().add_(zero).clamp_(0, max_level).sub_(zero).mul_(scale)
             if pruned is not None:
                 rounded.masked_fill_(pruned[column], 0.0)
-            quantized[column] = rounded
-            error = (current - rounded) / diagonal[offset]
+            torch.sub(current, rounded, out=error).div_(diagonal[offset])
             block[offset:].addr_(factor[offset, offset:], error, alpha=-1.0)
-            errors[offset] = error
         columns_first[end:] -= inverse_factor[start:end, end:].T @ errors
     quantized, scales, zero_points = quantized.T, scales.T, zero_points.T
     inverse_order = torch.argsort(order)

@@ -161,8 +161,9 @@ def walk_blocks(
         for name, layer in layers.items():
             compress(f"layers.{index}.{name}", layer, statistics[name])
         del statistics
-        for item, output in zip(inputs, _run_block(block, inputs)):
-            item.hidden_states = output
+        if index + 1 < len(blocks):  # the last block's outputs feed no block: no need to propagate them
+            for item, output in zip(inputs, _run_block(block, inputs)):
+                item.hidden_states = output
         block.to(home)
     model.train(was_training)
 

@@ -98,12 +98,11 @@ def sparsegpt_prune(
                 saliency = block[group].T.pow(2) / factor_diagonal[group].pow(2)[None, :]
                 chosen = torch.topk(saliency, pattern.n, dim=1, largest=False).indices
                 mask.T.scatter_(1, column + chosen, True)
-            current = block[column]
-            kept = current.masked_fill(mask[column], 0.0)
-            pruned_block[column] = kept
-            error = (current - kept) / diagonal[column]
+            # In place, into the rows of ``pruned_block`` and ``errors``: no tensor per step.
+            current, kept, error = block[column], pruned_block[column], errors[column]
+            kept.copy_(current).masked_fill_(mask[column], 0.0)
+            torch.sub(current, kept, out=error).div_(diagonal[column])
             block[column:].addr_(factor[column, column:], error, alpha=-1.0)
-            errors[column] = error
 
         columns_first[start:end] = pruned_block
         columns_first[end:] -= inverse_factor[start:end, end:].T @ errors

@@ -63,24 +63,41 @@ class InputNorms:
         return self.squared_norms.sqrt().float()
 
 
+def _panel_edges(width: int) -> list[int]:
+    """Where the row panels of a ``width``-wide Hessian start and end: up to four, none narrower than 192."""
+    panels = max(1, min(4, width // 192))
+    return [round(index * width / panels) for index in range(panels + 1)]
+
+
 class Hessian:
-    """The layer-wise Hessian ``H = 2 X Xᵀ / tokens`` of the squared reconstruction error (SparseGPT, GPTQ)."""
+    """The layer-wise Hessian ``H = 2 X Xᵀ / tokens`` of the squared reconstruction error (SparseGPT, GPTQ).
+
+    ``X Xᵀ`` is symmetric, so only its upper block triangle is accumulated: the columns are cut into up to four
+    panels, and each panel's rows are multiplied with its own and the later columns (with four panels, 10 of 16
+    blocks: 62% of the products). :meth:`matrix` mirrors the rest. The sums are the full product's; only their
+    float32 order differs.
+    """
 
     inputs_only = True
 
     def __init__(self, in_features: int, device: torch.device | str = "cpu") -> None:
-        self.sum_outer = torch.zeros(in_features, in_features, dtype=torch.float32, device=device)
+        self._upper_panels = torch.zeros(in_features, in_features, dtype=torch.float32, device=device)
+        self._edges = _panel_edges(in_features)
         self.tokens = 0
         self._rows = _Rows()
 
     def add_batch(self, inputs: torch.Tensor) -> None:
-        rows = self._rows(inputs, self.sum_outer.device)
+        rows = self._rows(inputs, self._upper_panels.device)
         with _bf16_products_on_cpu(inputs):
-            self.sum_outer.addmm_(rows.T, rows)
+            for start, end in zip(self._edges, self._edges[1:]):
+                self._upper_panels[start:end, start:].addmm_(rows[:, start:end].T, rows[:, start:])
         self.tokens += rows.shape[0]
 
     def matrix(self) -> torch.Tensor:
         """A new tensor on every call, so a caller may change it in place."""
         if self.tokens == 0:
             raise RuntimeError("the Hessian saw no calibration tokens: the layer was never called")
-        return self.sum_outer * (2.0 / self.tokens)
+        full = self._upper_panels * (2.0 / self.tokens)
+        for start, end in zip(self._edges[1:], self._edges[2:]):
+            full[start:end, :start] = full[:start, start:end].T
+        return full

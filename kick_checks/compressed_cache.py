@@ -34,20 +34,41 @@ WEIGHTS = "weights.safetensors"
 FORMAT_VERSION = 1
 
 
-def code_hash(compressors: list[object]) -> str:
-    """Hash of the source files that define the compressors, so editing a compressor invalidates its entries."""
-    digest = hashlib.sha256()
+def compressor_sources(compressors: list[object]) -> list[Path]:
+    """The source files whose text decides what ``compressors`` compute: the file defining each one and its base
+    classes, and every module of our ``compressors`` package (the calibration walk, statistics, masks and
+    quantization grids are used by our methods and by plug-ins built on them, without being their base classes).
+    """
+    import compressors as package
+
+    files: list[Path] = sorted(Path(package.__file__).parent.glob("*.py"))
     for compressor in compressors:
         target = compressor if inspect.isfunction(compressor) or inspect.isclass(compressor) else type(compressor)
+        bases = inspect.getmro(target) if inspect.isclass(target) else (target,)
+        for item in bases:
+            if getattr(item, "__module__", "builtins") == "builtins":
+                continue
+            try:
+                source = inspect.getsourcefile(item)
+            except TypeError:
+                source = None
+            if source and Path(source) not in files:
+                files.append(Path(source))
+    return files
+
+
+def code_hash(compressors: list[object]) -> str:
+    """Hash of the source files that decide what the compressors compute (:func:`compressor_sources`), so
+    editing one invalidates their entries; a compressor without a source file counts by its qualified name."""
+    digest = hashlib.sha256()
+    for source in compressor_sources(compressors):
         try:
-            source = Path(inspect.getsourcefile(target) or "")
             digest.update(source.read_bytes())
-            for base in inspect.getmro(target) if inspect.isclass(target) else ():
-                base_file = inspect.getsourcefile(base) if base.__module__ != "builtins" else None
-                if base_file and base_file != str(source):
-                    digest.update(Path(base_file).read_bytes())
-        except (TypeError, OSError):
-            digest.update(repr(target).encode())
+        except OSError:
+            digest.update(str(source).encode())
+    for compressor in compressors:
+        target = compressor if inspect.isfunction(compressor) or inspect.isclass(compressor) else type(compressor)
+        digest.update(f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}".encode())
     return digest.hexdigest()
 
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from compressors import available_methods, compressible_layers, get_compressor, measure_sparsity, walk_blocks
+from compressors.layerwise import decoder_blocks
 from compressors.masks import target_count
 from compressors.sparsegpt import sparsegpt_prune
-from compressors.statistics import Hessian, InputNorms
+from compressors.statistics import Hessian, InputNorms, _panel_edges
 from kick_checks.calibration import calibration_tokens
 from kick_checks.spec import UNSTRUCTURED, SpecError, build_spec
 
@@ -172,6 +173,21 @@ def test_after_the_first_batch_the_block_stops_before_its_last_linear_layer(mode
     assert given["layers.0.mlp.down_proj"].tokens == calibration.numel()
 
 
+def test_the_last_block_is_observed_but_not_propagated(model, calibration):
+    """Its compressed outputs would feed no block: the last block runs only in its observing pass."""
+    blocks = decoder_blocks(model)
+    runs = {0: 0, len(blocks) - 1: 0}
+    handles = [blocks[index].register_forward_pre_hook(lambda *_, index=index: runs.__setitem__(index, runs[index] + 1))
+               for index in runs]
+    given = _walk_given_statistics(model, calibration, lambda _name, layer: InputNorms(layer.in_features),
+                                   batch_size=2)
+    for handle in handles:
+        handle.remove()
+    batches = -(-calibration.shape[0] // 2)
+    assert runs == {0: 3 * batches, len(blocks) - 1: batches}  # block 0 also starts in the capturing pass
+    assert given[f"layers.{len(blocks) - 1}.mlp.down_proj"].tokens == calibration.numel()
+
+
 def test_a_block_whose_input_sharing_changes_between_batches_is_refused():
     from compressors.layerwise import _BlockInput, _observe_block
 
@@ -194,14 +210,25 @@ def test_a_block_whose_input_sharing_changes_between_batches_is_refused():
         _observe_block(block, layers, statistics, inputs)
 
 
-def test_bfloat16_inputs_give_the_float32_hessian():
-    """bfloat16 inputs are multiplied through bfloat16 units, which is exact: only the float32 sums reorder."""
+@pytest.mark.parametrize("width", [64, 600, 1000])  # one panel; three; four of uneven width
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_hessian_is_the_full_symmetric_product(width, dtype):
+    """Accumulated in upper panels over several batches, mirrored on read: every entry is the full product's.
+    bfloat16 inputs are multiplied through bfloat16 units, which is exact: only the float32 sums reorder."""
     torch.manual_seed(0)
-    inputs = torch.randn(4, 96, 64).bfloat16()
+    batches = [torch.randn(2, 48, width).to(dtype) for _ in range(3)]
     before = torch.backends.mkldnn.matmul.fp32_precision
-    hessian = Hessian(64)
-    hessian.add_batch(inputs)
-    rows = inputs.reshape(-1, 64).double()
+    hessian = Hessian(width)
+    for batch in batches:
+        hessian.add_batch(batch)
+    rows = torch.cat([batch.reshape(-1, width) for batch in batches]).double()
     expected = 2 * rows.T @ rows / rows.shape[0]
-    assert torch.allclose(hessian.matrix().double(), expected, rtol=1e-5, atol=1e-6)
+    matrix = hessian.matrix()
+    assert hessian.tokens == rows.shape[0]
+    assert torch.allclose(matrix.double(), expected, rtol=1e-5, atol=1e-5)
+    edges = _panel_edges(width)
+    assert len(edges) - 1 == {64: 1, 600: 3, 1000: 4}[width]
+    for start, end in zip(edges[1:], edges[2:]):  # below the diagonal blocks: mirrors, not recomputed
+        assert torch.equal(matrix[start:end, :start], matrix[:start, start:end].T)
     assert torch.backends.mkldnn.matmul.fp32_precision == before
+    assert matrix is not hessian.matrix()

@@ -135,3 +135,29 @@ def test_a_full_disk_while_storing_the_compression_cache_leaves_no_entry(full_at
     report, how = CompressedCache(tmp_path, "tiny", "k").compressed_once(fresh, compress(fresh))
     assert how == "loaded" and len(calls) == 2
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
+
+
+def test_the_compression_cache_key_covers_the_shared_compressor_code(tmp_path):
+    """Editing the calibration walk or the statistics changes what every method computes, although neither is a
+    base class of any: their files are part of the key, for our methods and for plug-ins alike."""
+    import sys
+
+    from compressors.gptq import GPTQ
+    from kick_checks.compressed_cache import code_hash, compressor_sources
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        (tmp_path / "my_pruner.py").write_text("from compressors.base import LayerwisePruner\n"
+                                               "class Mine(LayerwisePruner):\n    pass\n")
+        from my_pruner import Mine
+    finally:
+        sys.path.remove(str(tmp_path))
+    for compressor in (GPTQ(), Mine()):
+        names = {path.name for path in compressor_sources([compressor])}
+        assert {"layerwise.py", "statistics.py", "masks.py", "quantization.py", "base.py"} <= names
+    assert "my_pruner.py" in {path.name for path in compressor_sources([Mine()])}
+    before = code_hash([Mine()])
+    (tmp_path / "my_pruner.py").write_text("from compressors.base import LayerwisePruner\n"
+                                           "class Mine(LayerwisePruner):\n    needs_calibration = False\n")
+    assert code_hash([Mine()]) != before
+    assert code_hash([GPTQ()]) != code_hash([Mine()])
