@@ -140,4 +140,5 @@ class LayerwisePruner:
             calibration if self.needs_calibration else None,
             statistic=self.statistic if self.needs_calibration else None,
             compress=compress,
+            sequential=spec.sequential,
         )

@@ -16,7 +16,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from compressors.staged_block import compress_block_in_stages, plan_block
 from kick_checks.progress import progress
+
+#: What a layer's statistics see: the compressed model up to the layer, or the dense block (see walk_blocks).
+SEQUENTIAL_MODES = ("layer", "block")
 
 
 class InputStatistic(Protocol):
@@ -130,13 +134,22 @@ def walk_blocks(
     compress: LayerAction,
     batch_size: int = 8,
     device: torch.device | str | None = None,
+    sequential: str = "layer",
 ) -> None:
     """Compress every linear layer of every decoder block, block by block.
 
     ``calibration`` holds token ids ``[samples, seqlen]``. With ``statistic=None`` no data flows and each layer
     is compressed from its weights alone. ``device`` is where each block runs while it is compressed (default:
     the device of the input embeddings); blocks go back to where they were afterwards.
+
+    ``sequential`` says what a layer's statistics see. ``"layer"``: the inputs of the model compressed so far,
+    including the earlier layers of its own block (:mod:`compressors.staged_block`, one pass of work per block).
+    ``"block"``: the dense block run on the compressed earlier blocks' outputs, all of a block observed before
+    any of it is compressed, as the published Wanda and SparseGPT code do (two passes per block). A block whose
+    structure the staged pass does not fit is walked the ``"block"`` way.
     """
+    if sequential not in SEQUENTIAL_MODES:
+        raise ValueError(f"sequential={sequential!r}: use one of {', '.join(SEQUENTIAL_MODES)}")
     blocks = decoder_blocks(model)
     if statistic is None or calibration is None:
         for index, block in enumerate(progress(blocks, description="compressing", unit="block")):
@@ -156,13 +169,23 @@ def walk_blocks(
         home = next(block.parameters()).device
         block.to(work_device)
         layers = linear_layers(block)
-        statistics = {name: statistic(f"layers.{index}.{name}", layer) for name, layer in layers.items()}
-        _observe_block(block, layers, statistics, inputs)
-        for name, layer in layers.items():
-            compress(f"layers.{index}.{name}", layer, statistics[name])
-        del statistics
-        if index + 1 < len(blocks):  # the last block's outputs feed no block: no need to propagate them
-            for item, output in zip(inputs, _run_block(block, inputs)):
+        propagate = index + 1 < len(blocks)  # the last block's outputs feed no block
+        plan = plan_block(block, layers, inputs[0]) if sequential == "layer" else None
+        if plan is not None:
+            outputs = compress_block_in_stages(
+                block, layers, plan,
+                statistic=lambda name, layer, index=index: statistic(f"layers.{index}.{name}", layer),
+                compress=lambda name, layer, found, index=index: compress(f"layers.{index}.{name}", layer, found),
+                inputs=inputs, propagate=propagate)
+        else:
+            statistics = {name: statistic(f"layers.{index}.{name}", layer) for name, layer in layers.items()}
+            _observe_block(block, layers, statistics, inputs)
+            for name, layer in layers.items():
+                compress(f"layers.{index}.{name}", layer, statistics[name])
+            del statistics
+            outputs = _run_block(block, inputs) if propagate else None
+        if outputs is not None:
+            for item, output in zip(inputs, outputs):
                 item.hidden_states = output
         block.to(home)
     model.train(was_training)

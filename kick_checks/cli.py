@@ -141,6 +141,7 @@ EXPORT_OPTIONS = {
     "calib_seqlen": ("--kick-calib-seqlen", "tokens per calibration window"),
     "calib_seed": ("--kick-calib-seed", "seed of the calibration windows"),
     "calib_data": ("--kick-calib-data", "calibration text file"),
+    "sequential": ("--kick-sequential", "layer (default) or block: what calibration sees"),
     "cache_dir": ("--kick-cache-dir", "model cache"),
 }
 

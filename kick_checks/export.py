@@ -143,7 +143,7 @@ def _write_checkpoint(loaded: LoadedModel, quantized: dict, spec: CompressionSpe
         "checkpoint_format": fmt,
         "pack_dtype": "int32",
         "lm_head": False,
-        "true_sequential": True,
+        "true_sequential": spec.sequential == "layer",
         "damp_percent": 0.01,
         "meta": {"quantizer": [f"kick-checks:{spec.method}"]},
     }

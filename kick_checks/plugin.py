@@ -52,6 +52,7 @@ _OPTIONS = {
     "group_size": "kick_group_size",
     "asym": "kick_asym",
     "act_order": "kick_act_order",
+    "sequential": "kick_sequential",
     "gate": "kick_gate",
     "alpha": "kick_alpha",
     "no_compress_cache": "kick_no_compress_cache",
@@ -82,6 +83,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="asymmetric quantization grid (min..max with a zero point) instead of symmetric")
     group.addoption("--kick-act-order", dest="kick_act_order", action="store_true", default=False,
                     help="GPTQ: quantize columns in order of decreasing Hessian diagonal")
+    group.addoption("--kick-sequential", dest="kick_sequential", default=None,
+                    help="what calibration sees: layer (default: the model compressed so far, earlier layers of the "
+                    "block included; one pass per block) or block (the dense block, as the Wanda and SparseGPT "
+                    "papers' code; two passes)")
     group.addoption("--kick-calib-samples", dest="kick_calib_samples", default=None,
                     help="calibration windows (default 128)")
     group.addoption("--kick-calib-seqlen", dest="kick_calib_seqlen", default=None,

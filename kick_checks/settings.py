@@ -45,6 +45,7 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "group_size": int,
     "symmetric": bool,
     "act_order": bool,
+    "sequential": str,
     "gate": str,
     "alpha": (int, float),
     "batch_size": (int, str),
@@ -183,6 +184,7 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
             group_size=pick("group_size"),
             symmetric=False if options.get("asym") else config.get("symmetric"),
             act_order=options.get("act_order") or config.get("act_order"),
+            sequential=pick("sequential"),
         )
     except SpecError as error:
         raise KickError(str(error)) from None

@@ -16,6 +16,11 @@ DEFAULT_CALIB_SEQLEN = 256
 DEFAULT_CALIB_SEED = 0
 DEFAULT_BITS = 4
 DEFAULT_GROUP_SIZE = 128
+#: What each layer's calibration statistics see (compressors.layerwise.walk_blocks): "layer" = the model as
+#: compressed so far, earlier layers of the same block included; "block" = the dense block on the compressed
+#: earlier blocks' outputs, as the published Wanda and SparseGPT code do.
+SEQUENTIAL_CHOICES = ("layer", "block")
+DEFAULT_SEQUENTIAL = "layer"
 #: Methods that only quantize; every other method prunes (and quantizes the survivors when --kick-bits is set).
 QUANTIZATION_METHODS = ("gptq", "rtn")
 
@@ -90,6 +95,7 @@ class CompressionSpec:
     group_size: int = DEFAULT_GROUP_SIZE
     symmetric: bool = True
     act_order: bool = False
+    sequential: str = DEFAULT_SEQUENTIAL
 
     @property
     def is_dense(self) -> bool:
@@ -113,6 +119,8 @@ class CompressionSpec:
             parts.append(f"{self.sparsity:.0%} {self.pattern}")
         if self.quantizes:
             parts.append(("+ " if self.sparsity > 0 else "") + self.quantization_label())
+        if self.sequential != DEFAULT_SEQUENTIAL:
+            parts.append(f"{self.sequential}-sequential")
         return " ".join(parts)
 
     def to_dict(self) -> dict:
@@ -157,6 +165,7 @@ def build_spec(
     group_size: str | int | None = None,
     symmetric: bool | None = None,
     act_order: bool | None = None,
+    sequential: str | None = None,
 ) -> CompressionSpec:
     """Build a spec from raw option values (strings from the command line or config are fine).
 
@@ -200,7 +209,18 @@ def build_spec(
         group_size=_group_size(group_size),
         symmetric=True if symmetric is None else bool(symmetric),
         act_order=bool(act_order),
+        sequential=_sequential(sequential),
     )
+
+
+def _sequential(value) -> str:
+    if value is None:
+        return DEFAULT_SEQUENTIAL
+    text = str(value).strip().lower()
+    if text not in SEQUENTIAL_CHOICES:
+        raise SpecError(f"--kick-sequential {value!r} is not a choice: give 'layer' (each layer sees the model "
+                        "compressed so far, the default) or 'block' (each block observed dense, as published)")
+    return text
 
 
 def _bits(value) -> int | None:

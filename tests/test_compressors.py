@@ -136,9 +136,9 @@ def test_registry_and_import_path():
         get_compressor("no_such_package.module:prune")
 
 
-def _walk_given_statistics(model, calibration, factory, batch_size=2):
+def _walk_given_statistics(model, calibration, factory, batch_size=2, sequential="layer"):
     given = {}
-    walk_blocks(model, calibration, statistic=factory, batch_size=batch_size,
+    walk_blocks(model, calibration, statistic=factory, batch_size=batch_size, sequential=sequential,
                 compress=lambda name, _layer, statistic: given.setdefault(name, statistic))
     return given
 
@@ -173,18 +173,20 @@ def test_after_the_first_batch_the_block_stops_before_its_last_linear_layer(mode
     assert given["layers.0.mlp.down_proj"].tokens == calibration.numel()
 
 
-def test_the_last_block_is_observed_but_not_propagated(model, calibration):
-    """Its compressed outputs would feed no block: the last block runs only in its observing pass."""
+@pytest.mark.parametrize("sequential", ["layer", "block"])
+def test_the_last_block_is_observed_but_not_propagated(model, calibration, sequential):
+    """Its compressed outputs would feed no block: its last layer runs only where the walk reads the plan or
+    the call order (one batch), never in a pass over every batch."""
     blocks = decoder_blocks(model)
-    runs = {0: 0, len(blocks) - 1: 0}
-    handles = [blocks[index].register_forward_pre_hook(lambda *_, index=index: runs.__setitem__(index, runs[index] + 1))
-               for index in runs]
+    downs = [dict(compressible_layers(model))[f"layers.{index}.mlp.down_proj"] for index in (0, len(blocks) - 1)]
+    calls = [[], []]
+    handles = [down.register_forward_hook(lambda *_, seen=seen: seen.append(1)) for down, seen in zip(downs, calls)]
     given = _walk_given_statistics(model, calibration, lambda _name, layer: InputNorms(layer.in_features),
-                                   batch_size=2)
+                                   batch_size=2, sequential=sequential)
     for handle in handles:
         handle.remove()
     batches = -(-calibration.shape[0] // 2)
-    assert runs == {0: 3 * batches, len(blocks) - 1: batches}  # block 0 also starts in the capturing pass
+    assert [len(seen) for seen in calls] == [1 + batches, 1]
     assert given[f"layers.{len(blocks) - 1}.mlp.down_proj"].tokens == calibration.numel()
 
 

@@ -53,10 +53,12 @@ def test_low_sparsity_passes_and_high_sparsity_fails(pytester, kick_args):
 
 def test_wanda_and_sparsegpt_run_through_the_suite(pytester, kick_args):
     record(pytester, kick_args)
-    for method in ("wanda", "sparsegpt"):
+    for method, sequential in (("wanda", []), ("sparsegpt", []), ("sparsegpt", ["--kick-sequential", "block"])):
         result = pytester.runpytest(*kick_args, "--sparsity", "0.2", "--kick-method", method,
-                                    "--kick-tolerance", "1.0")
+                                    "--kick-tolerance", "1.0", *sequential)
         result.assert_outcomes(passed=1)
+        label = f"{method} 20% unstructured" + (" block-sequential" if sequential else "")
+        result.stdout.fnmatch_lines([f"*compression: {label}"])
         achieved = re.search(r"achieved sparsity ([0-9.]+)% over", result.stdout.str())
         assert achieved and abs(float(achieved.group(1)) - 20.0) < 0.01  # whole weights per matrix
 
@@ -84,6 +86,7 @@ def test_mismatched_baseline_names_what_changed(pytester, kick_args):
         (["--kick-method", "nosuch", "--sparsity", "0.5"], "*--kick-method 'nosuch' is unknown*"),
         (["--kick-model", "/no/such/dir"], "*is not an embedded model*"),
         (["--kick-tolerance", "lots"], "*--kick-tolerance 'lots' is not a number*"),
+        (["--sparsity", "0.5", "--kick-sequential", "row"], "*--kick-sequential 'row' is not a choice*"),
         (["--sparsity", "0.5", "--kick-update-baselines"], "*records the dense model*"),
     ],
 )

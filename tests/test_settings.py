@@ -32,6 +32,8 @@ def test_options_override_config_and_paths_are_relative_to_the_root():
     )
     assert (run.spec.sparsity, run.spec.method) == (0.5, "sparsegpt")
     assert run.baselines_dir == Path("/project/gate/baselines") and run.calib_data == Path("/abs/calib.txt")
+    assert settings({"sparsity": "0.5"}, {"sequential": "block"}).spec.sequential == "block"
+    assert settings({"sparsity": "0.5", "sequential": "layer"}, {"sequential": "block"}).spec.sequential == "layer"
 
 
 def test_tolerances_default_per_task_and_per_data_name():

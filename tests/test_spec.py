@@ -32,6 +32,14 @@ def test_n_m_pattern_means_n_zeros_in_m(text, n, m, sparsity):
     assert spec.sparsity == sparsity and str(spec.pattern) == f"{n}:{m}"
 
 
+def test_layer_sequential_is_the_default_and_block_is_named_in_the_label():
+    assert build_spec(sparsity=0.5).sequential == "layer"
+    assert build_spec(sparsity=0.5).label() == "wanda 50% unstructured"
+    spec = build_spec(method="sparsegpt", sparsity=0.5, sequential=" Block ")
+    assert spec.sequential == "block" and spec.label() == "sparsegpt 50% unstructured block-sequential"
+    assert spec.to_dict()["sequential"] == "block" and spec != build_spec(method="sparsegpt", sparsity=0.5)
+
+
 def test_pattern_with_matching_sparsity_is_accepted():
     assert build_spec(pattern="2:4", sparsity="0.5").pattern == Pattern(2, 4)
 
@@ -50,6 +58,7 @@ def test_pattern_with_matching_sparsity_is_accepted():
         ({"pattern": "2:4", "sparsity": "0.3"}, "drop --sparsity"),
         ({"calib_samples": "0"}, "must be positive"),
         ({"calib_seqlen": "many"}, "not an integer"),
+        ({"sequential": "row"}, "'layer' (each layer sees the model compressed so far"),
     ],
 )
 def test_bad_values_give_one_line_errors(kwargs, message):
