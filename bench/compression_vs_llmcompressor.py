@@ -2,7 +2,7 @@
 on the same model, the same calibration windows and the same machine.
 
     python bench/compression_vs_llmcompressor.py [--peer-python PATH] [--dtype float32] [--samples 128]
-        [--seqlen 256] [--methods wanda,sparsegpt,gptq]
+        [--seqlen 256] [--methods wanda,sparsegpt,gptq,gptq-act-order] [--modes layer,block]
 
 llm-compressor (`llmcompressor` on PyPI) is an optional bench dependency. It pins its own transformers, so it
 may live in another virtual environment: ``--peer-python`` names that interpreter (default: this one); when it
@@ -15,6 +15,12 @@ and saves the compressed linear weights. The parent then measures both outputs t
 - the layer reconstruction error: for every linear layer, ``tr(dW H dWᵀ) / tr(W H Wᵀ)`` with ``H = X Xᵀ`` from
   the dense model's inputs to that layer on the calibration windows (mean and median over the layers);
 - perplexity on the bundled WikiText-layout text.
+Each method runs in two like-for-like pairs, one per calibration order (``--modes``):
+- ``layer``: every layer calibrated on the inputs of the model compressed so far, earlier layers of its own
+  block included. Ours: the default, ``--kick-sequential layer``. llm-compressor: ``sequential_targets=["Linear"]``,
+  which makes each linear layer its own subgraph of the sequential pipeline; the same algorithm.
+- ``block``: every layer of a block calibrated on the dense block (the published Wanda and SparseGPT code).
+  Ours: ``--kick-sequential block``. llm-compressor: its default, one decoder layer per subgraph.
 The settings match: 50% unstructured sparsity for Wanda and SparseGPT (block 128, dampening 1%), GPTQ 4-bit
 symmetric with group size 64 (576, the model width, is not divisible by 128), block 128, dampening 1%, no
 act-order; then GPTQ with act-order (ours: dynamic, groups follow the permuted columns; llm-compressor's default
@@ -58,6 +64,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
 def worker_ours(args) -> dict:
     import torch
     from safetensors.torch import save_file
@@ -70,7 +85,7 @@ def worker_ours(args) -> dict:
     loaded = load_model(resolve_model(args.model), dtype=args.dtype, device="cpu")
     calibration = torch.load(args.ids)
     spec = build_spec(method=args.method.split("-")[0], calib_samples=calibration.shape[0],
-                      calib_seqlen=calibration.shape[1],
+                      calib_seqlen=calibration.shape[1], sequential=args.mode,
                       **METHODS[args.method])
     started = time.perf_counter()
     get_compressor(args.method.split("-")[0])(loaded.model, spec, calibration)
@@ -112,8 +127,11 @@ def worker_peer(args) -> dict:
             actorder="static" if args.method == "gptq-act-order" else None,
         )
     started = time.perf_counter()
+    # "layer": each Linear is its own subgraph (calibrated, compressed, then propagated before the next one)
+    targets = {"sequential_targets": ["Linear"]} if args.mode == "layer" else {}
     oneshot(model=model, tokenizer=tokenizer, dataset=dataset, recipe=recipe,
-            num_calibration_samples=ids.shape[0], max_seq_length=ids.shape[1], shuffle_calibration_samples=False)
+            num_calibration_samples=ids.shape[0], max_seq_length=ids.shape[1], shuffle_calibration_samples=False,
+            **targets)
     seconds = time.perf_counter() - started
     weights = _linear_weights(model)
     if args.method.startswith("gptq"):  # store what the model computes with: the weights on their quantization grid
@@ -178,7 +196,7 @@ def _quality(loaded, dense: dict, hessians: dict, weights_file: str) -> dict:
 
 def _run(python: str, role: str, args, method: str, ids: Path, output: Path, model_dir: str) -> dict | str:
     command = [python, str(HERE), "--worker", role, "--method", method, "--ids", str(ids), "--output", str(output),
-               "--model", args.model, "--model-dir", model_dir, "--dtype", args.dtype]
+               "--model", args.model, "--model-dir", model_dir, "--dtype", args.dtype, "--mode", args.mode]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -194,12 +212,14 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--seqlen", type=int, default=256)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--modes", default="layer,block", help="calibration orders to compare (layer, block)")
     parser.add_argument("--peer-python", default=sys.executable, help="an interpreter that can import llmcompressor")
     parser.add_argument("--worker", choices=["ours", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="layer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker_ours(args) if args.worker == "ours" else worker_peer(args)))
@@ -222,25 +242,33 @@ def main() -> int:
     dense = _linear_weights(loaded.model)
     hessians = _dense_hessians(loaded, calibration)
     print(f"model {args.model} ({args.dtype}) from {model_dir}; {args.samples} x {args.seqlen} calibration tokens; "
-          f"llm-compressor {peer_version or 'absent'}; torch threads {torch.get_num_threads()}")
+          f"llm-compressor {peer_version or 'absent'}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{_cpu_name()}")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         ids = Path(folder) / "ids.pt"
         torch.save(calibration, ids)
+        modes = [name.strip() for name in args.modes.split(",") if name.strip()]
         for method in [name.strip() for name in args.methods.split(",") if name.strip()]:
-            for tool, role, python in (("kick-checks", "ours", sys.executable),
-                                       (f"llm-compressor {peer_version}", "peer", args.peer_python)):
-                if role == "peer" and peer_version is None:
-                    continue
-                output = Path(folder) / f"{method}-{role}.safetensors"
-                result = _run(python, role, args, method, ids, output, model_dir)
-                if isinstance(result, str):
-                    rows.append((method, tool, result))
-                    print(f"{method} / {tool}: {result}", flush=True)
-                    continue
-                result.update(_quality(loaded, dense, hessians, str(output)))
-                rows.append((method, tool, result))
-                print(f"{method} / {tool}: {json.dumps({k: round(v, 4) for k, v in result.items()})}", flush=True)
+            for mode in modes:
+                args.mode = mode
+                peer_setting = 'sequential_targets=["Linear"]' if mode == "layer" else "default"
+                for tool, role, python in (("kick-checks", "ours", sys.executable),
+                                           (f"llm-compressor {peer_version} ({peer_setting})", "peer",
+                                            args.peer_python)):
+                    if role == "peer" and peer_version is None:
+                        continue
+                    label = f"{method} {mode}-sequential"
+                    output = Path(folder) / f"{method}-{mode}-{role}.safetensors"
+                    result = _run(python, role, args, method, ids, output, model_dir)
+                    if isinstance(result, str):
+                        rows.append((label, tool, result))
+                        print(f"{label} / {tool}: {result}", flush=True)
+                        continue
+                    result.update(_quality(loaded, dense, hessians, str(output)))
+                    rows.append((label, tool, result))
+                    print(f"{label} / {tool}: {json.dumps({k: round(v, 4) for k, v in result.items()})}",
+                          flush=True)
 
     print()
     print("| method | tool | seconds | peak RSS MB | sparsity | layer error mean | layer error median | perplexity |")
@@ -262,6 +290,13 @@ def main() -> int:
             ours, theirs = results
             print(f"{method}: time ratio kick-checks / llm-compressor = {ours['seconds'] / theirs['seconds']:.2f}; "
                   f"mean layer error ratio = {ours['mean_error'] / max(theirs['mean_error'], 1e-12):.2f}")
+    for method in dict.fromkeys(label.split()[0] for label in by_method):  # each tool at its own default
+        ours, theirs = by_method.get(f"{method} layer-sequential"), by_method.get(f"{method} block-sequential")
+        if ours and theirs and len(ours) == 2 and len(theirs) == 2:
+            print(f"{method}, defaults (ours layer-sequential, llm-compressor per decoder layer): time ratio "
+                  f"{ours[0]['seconds'] / theirs[1]['seconds']:.2f}, mean layer error ratio "
+                  f"{ours[0]['mean_error'] / max(theirs[1]['mean_error'], 1e-12):.2f}, perplexity "
+                  f"{ours[0]['perplexity']:.2f} vs {theirs[1]['perplexity']:.2f}")
     return 0
 
 

@@ -1,8 +1,10 @@
-"""Log-likelihood of continuations after a shared prefix, reusing the prefix's key-value cache.
+"""Log-likelihood of continuations after a shared prefix and a shared context, each computed once.
 
 Multiple-choice scoring asks, for each question, how likely each option's text is after the prompt. All
-questions of a subject share the same few-shot prefix, so the prefix runs through the model once; every batch
-of (question, option) rows then starts from a copy of its key-value cache. 5-shot costs little more than 0-shot.
+questions of a subject share the same few-shot prefix, and the options of one question share its context, so
+the work is done at three levels: the prefix runs through the model once; each batch of distinct contexts runs
+once from a copy of the prefix's key-value cache; each option then runs only its own tokens from its context's
+cache. 5-shot costs little more than 0-shot, and four options little more than one.
 """
 
 from __future__ import annotations
@@ -48,61 +50,115 @@ def prefix_ids(tokenizer, prefix: str) -> list[int]:
 def continuation_likelihoods(
     model, tokenizer, prefix: str, requests: list[Continuation], *, batch_size: int = 16
 ) -> list[Likelihood]:
-    """Likelihood of each request's continuation given ``prefix + context``, in request order."""
+    """Likelihood of each request's continuation given ``prefix + context``, in request order.
+
+    ``batch_size`` rows go through the model at a time: distinct contexts, then continuations."""
     device = next(model.parameters()).device
     start_ids = prefix_ids(tokenizer, prefix)
-    rows = []
+    context_index: dict[tuple[int, ...], int] = {}
+    contexts: list[list[int]] = []
+    rows: list[tuple[int, list[int]]] = []  # (context number, continuation ids) per request
     for request in requests:
         context, continuation = encode(tokenizer, request.context), encode(tokenizer, request.continuation)
         if not continuation:
             raise ValueError(f"empty continuation after {request.context[-40:]!r}")
         if not context and not start_ids:
             raise ValueError("a continuation needs a prefix or a context to be conditioned on")
-        rows.append((context, continuation))
+        number = context_index.setdefault(tuple(context), len(contexts))
+        if number == len(contexts):
+            contexts.append(context)
+        rows.append((number, continuation))
+    rows_of: dict[int, list[int]] = {}
+    for row, (number, _) in enumerate(rows):
+        rows_of.setdefault(number, []).append(row)
+
+    logprobs: list[float] = [0.0] * len(rows)
     with torch.no_grad():
         if start_ids:
             prefix_out = model(torch.tensor([start_ids], device=device), use_cache=True)
             prefix_cache, prefix_last = returned_cache(prefix_out), prefix_out.logits[0, -1].float()
         else:
             prefix_cache, prefix_last = None, None
-        results: list[Likelihood] = []
-        starts = range(0, len(rows), batch_size)
+        starts = range(0, len(contexts), batch_size)
         for start in progress(starts, description=f"scoring {len(rows)} options", unit="batch"):
-            results.extend(
-                _score_batch(model, rows[start : start + batch_size], len(start_ids), prefix_cache, prefix_last,
-                             device)
-            )
+            numbers = list(range(start, min(start + batch_size, len(contexts))))
+            cache, mask, last = _run_contexts(model, [contexts[n] for n in numbers], len(start_ids), prefix_cache,
+                                              prefix_last, device)
+            batch_rows = [(position, row) for position, number in enumerate(numbers) for row in rows_of[number]]
+            for chunk in range(0, len(batch_rows), batch_size):
+                selected = batch_rows[chunk : chunk + batch_size]
+                scored = _score_continuations(model, cache, mask, last,
+                                              [(position, rows[row][1]) for position, row in selected], device)
+                for (_, row), logprob in zip(selected, scored):
+                    logprobs[row] = logprob
     return [
-        Likelihood(result.logprob, result.tokens, len(request.continuation))
-        for result, request in zip(results, requests)
+        Likelihood(logprob, len(continuation), len(request.continuation))
+        for logprob, (_, continuation), request in zip(logprobs, rows, requests)
     ]
 
 
-def _score_batch(model, rows, prefix_length, prefix_cache, prefix_last, device) -> list[Likelihood]:
-    lengths = [len(context) + len(continuation) for context, continuation in rows]
-    width = max(lengths)
-    pad = 0
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((len(rows), prefix_length + width), dtype=torch.long, device=device)
+def _run_contexts(model, contexts, prefix_length, prefix_cache, prefix_last, device):
+    """Run distinct contexts (right-padded) from the prefix's cache. Returns their key-value cache, its attention
+    mask ``[rows, prefix + width]`` and, per context, the float logits that predict the continuation's first
+    token (the prefix's last logits for an empty context)."""
+    width = max(len(context) for context in contexts)
+    input_ids = torch.zeros((len(contexts), max(width, 1)), dtype=torch.long, device=device)
+    mask = torch.zeros((len(contexts), prefix_length + max(width, 1)), dtype=torch.long, device=device)
     mask[:, :prefix_length] = 1
-    for index, ((context, continuation), length) in enumerate(zip(rows, lengths)):
-        input_ids[index, :length] = torch.tensor(context + continuation, device=device)
-        mask[index, prefix_length : prefix_length + length] = 1
-    positions = torch.arange(prefix_length, prefix_length + width, device=device).expand(len(rows), -1)
+    for index, context in enumerate(contexts):
+        input_ids[index, : len(context)] = torch.tensor(context, device=device)
+        mask[index, prefix_length : prefix_length + len(context)] = 1
+    positions = torch.arange(prefix_length, prefix_length + input_ids.shape[1], device=device).expand(len(contexts), -1)
     kwargs = {}
     if prefix_cache is not None:
         cache = copy.deepcopy(prefix_cache)
-        cache.batch_repeat_interleave(len(rows))
+        cache.batch_repeat_interleave(len(contexts))
         kwargs[cache_keyword(model)] = cache
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs).logits
+    output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
+    last = torch.stack([
+        output.logits[index, len(context) - 1].float() if context else prefix_last
+        for index, context in enumerate(contexts)
+    ])
+    return returned_cache(output), mask, last
+
+
+#: Cache layers whose update replaces their tensors (``torch.cat``) instead of writing into them: a copy of the
+#: cache may share their tensors with the original.
+_REPLACING_LAYERS = {"DynamicLayer", "DynamicSlidingWindowLayer"}
+
+
+def _rows_of(cache, index: torch.Tensor):
+    """A cache holding rows ``index`` (repeats allowed) of ``cache``, which stays as it was."""
+    layers = getattr(cache, "layers", None)
+    if layers and all(type(layer).__name__ in _REPLACING_LAYERS for layer in layers):
+        selected = copy.copy(cache)
+        selected.layers = [copy.copy(layer) for layer in layers]
+    else:
+        selected = copy.deepcopy(cache)
+    selected.batch_select_indices(index)
+    return selected
+
+
+def _score_continuations(model, context_cache, context_mask, context_last, rows, device) -> list[float]:
+    """Sum of log-probabilities of each row's continuation tokens; a row is (its context's position in the
+    context batch, continuation ids)."""
+    index = torch.tensor([position for position, _ in rows], device=device)
+    cache = _rows_of(context_cache, index)
+    width = max(len(continuation) for _, continuation in rows)
+    input_ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    own = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for line, (_, continuation) in enumerate(rows):
+        input_ids[line, : len(continuation)] = torch.tensor(continuation, device=device)
+        own[line, : len(continuation)] = 1
+    mask = torch.cat([context_mask[index], own], dim=1)
+    ends = context_mask[index].sum(dim=1, keepdim=True)  # prefix + context tokens: the first own position
+    positions = ends + torch.arange(width, device=device)[None, :]
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                   **{cache_keyword(model): cache}).logits
     scored = []
-    for index, (context, continuation) in enumerate(rows):
-        # Token j of the row is predicted by the logits at j - 1; the row's first token by the prefix's last.
-        first = len(context)
-        predicting = logits[index, max(first - 1, 0) : first + len(continuation) - 1].float()
-        if first == 0:
-            predicting = torch.cat([prefix_last[None, :], predicting[: len(continuation) - 1]])
+    for line, (position, continuation) in enumerate(rows):
+        # Token j is predicted by the logits at j - 1; the first token by its context's last logits.
+        predicting = torch.cat([context_last[position][None, :], logits[line, : len(continuation) - 1].float()])
         targets = torch.tensor(continuation, device=device)
-        logprob = torch.log_softmax(predicting, dim=-1).gather(1, targets[:, None]).sum().item()
-        scored.append(Likelihood(logprob, len(continuation), 0))
+        scored.append(torch.log_softmax(predicting, dim=-1).gather(1, targets[:, None]).sum().item())
     return scored

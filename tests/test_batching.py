@@ -54,11 +54,11 @@ def test_the_batch_size_is_part_of_the_baseline_fingerprint(pytester, toy_qa, tm
             "--kick-dtype", "float32", "--kick-device", "cpu", "--kick-data", f"factoid_qa={data}",
             "--kick-baselines-dir", str(tmp_path / "baselines"), "--kick-json", str(tmp_path / "kick.json")]
     pytester.runpytest(*args, "--kick-update-baselines").assert_outcomes(passed=1)
-    pytester.runpytest(*args, "--kick-batch-size", "auto").assert_outcomes(passed=1)  # CPU: the default, 16
+    pytester.runpytest(*args, "--kick-batch-size", "auto").assert_outcomes(passed=1)  # CPU: the default, 32
     (task,) = json.loads((tmp_path / "kick.json").read_text())["tasks"]
-    assert task["result"]["fingerprint"]["decoding"]["batch_size"] == 16
+    assert task["result"]["fingerprint"]["decoding"]["batch_size"] == 32
     other = pytester.runpytest(*args, "--kick-batch-size", "4")
     other.assert_outcomes(failed=1)
-    other.stdout.fnmatch_lines(["*recorded under other settings (decoding: *batch_size*16*4*"])
+    other.stdout.fnmatch_lines(["*recorded under other settings (decoding: *batch_size*32*4*"])
     bad = pytester.runpytest(*args, "--kick-batch-size", "0")
     bad.stderr.fnmatch_lines(["*--kick-batch-size '0' is invalid: give a whole number >= 1 or auto*"])

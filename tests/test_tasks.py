@@ -43,17 +43,24 @@ def full_logprob(model, tokenizer, prefix: str, context: str, continuation: str)
     return sum(logprobs[first + j - 1, token].item() for j, token in enumerate(continuation_ids))
 
 
-def test_cached_prefix_likelihoods_equal_a_full_pass(tiny_loaded):
+@pytest.mark.parametrize("prefix", ["The cat is red.\nThe dog is blue.\n", ""])
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
+def test_cached_prefix_and_context_likelihoods_equal_a_full_pass(tiny_loaded, prefix, batch_size):
+    """Shared prefix, shared contexts (of different lengths, some repeated out of order), continuations of one
+    to several tokens: every likelihood is that of one uncached pass over the whole text."""
     model, tokenizer = tiny_loaded.model, tiny_loaded.tokenizer
-    prefix = "The cat is red.\nThe dog is blue.\n"
-    requests = [Continuation("Question: What colour is the fox?\nAnswer:", f" {colour}")
-                for colour in ("red", "green", "dark purple with spots")]
-    requests.append(Continuation("Q:", " owl"))
-    cached = continuation_likelihoods(model, tokenizer, prefix, requests, batch_size=3)
+    fox, owl = "Question: What colour is the fox?\nAnswer:", "Q:"
+    requests = [Continuation(fox, f" {colour}") for colour in ("red", "green", "dark purple with spots")]
+    requests += [Continuation(owl, " owl"), Continuation(fox, " blue"), Continuation("Which bird is it?", " a hen")]
+    if prefix:
+        requests.append(Continuation("", " cat"))  # the prefix alone as context
+    cached = continuation_likelihoods(model, tokenizer, prefix, requests, batch_size=batch_size)
+    assert len(cached) == len(requests)
     for request, result in zip(requests, cached):
         expected = full_logprob(model, tokenizer, prefix, request.context, request.continuation)
         assert result.logprob == pytest.approx(expected, abs=1e-4)
         assert result.characters == len(request.continuation)
+        assert result.tokens == len(tokenizer(request.continuation, add_special_tokens=False)["input_ids"])
 
 
 def test_multiple_choice_on_the_tiny_model(tiny_loaded, tmp_path):
