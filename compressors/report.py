@@ -54,13 +54,14 @@ class CompressionReport:
             ],
         }
 
-    def summary(self) -> str:
+    def summary(self, timing: str = "in") -> str:
+        """One line: achieved sparsity, its extremes, the compression time after ``timing``, quantization error."""
         lowest = min(self.layers, key=lambda layer: layer.sparsity)
         highest = max(self.layers, key=lambda layer: layer.sparsity)
         text = (
             f"achieved sparsity {self.sparsity:.4%} over {len(self.layers)} layers "
             f"(min {lowest.sparsity:.4%} {lowest.name}, max {highest.sparsity:.4%} {highest.name}) "
-            f"in {self.seconds:.1f}s"
+            f"{timing} {self.seconds:.1f}s"
         )
         if self.quantization_errors:
             worst = max(self.quantization_errors, key=self.quantization_errors.get)

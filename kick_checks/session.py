@@ -154,7 +154,8 @@ class KickSession:
         else:
             report, self.compression_source = compress(), "compressed"
         self.compression = report
-        log.info("%s with %s: %s", self.compression_source, spec.label(), report.summary())
+        timing = "when it was compressed, in" if self.compression_source == "loaded" else "in"
+        log.info("%s with %s: %s", self.compression_source, spec.label(), report.summary(timing=timing))
         slack = SPARSITY_SLACK + self.dense_zeros / max(report.numel, 1)
         missed = report.sparsity < spec.sparsity - SPARSITY_SLACK if spec.quantizes else (
             abs(report.sparsity - spec.sparsity) > slack)
