@@ -5,7 +5,8 @@
 Both sides get the identical requests, built by our tasks from the bundled sets:
 - multiple choice (240 items, 960 options, 5-shot prefixes): log-likelihood of each option. Ours runs each
   subject's few-shot prefix once and each question once, and each option only its own tokens from those
-  key-value caches; lm-eval's HFLM.loglikelihood recomputes the whole context for every option. The option with the best log-likelihood per character wins on both sides.
+  key-value caches; lm-eval's HFLM.loglikelihood recomputes the whole context for every option. The option
+  with the best log-likelihood per character wins on both sides.
 - factoid QA (239 prompts, 16 tokens) and open-book retrieval QA (160 prompts with passages, 24 tokens): greedy
   generation stopping at a newline, scored by our exact match;
 - summarization (32 chat-template prompts with whole articles, 128 tokens, no stop string but the end token),
