@@ -44,6 +44,23 @@ def test_continuous_batching_matches_each_prompt_generated_alone(tiny_loaded):
     assert all(len(tokenizer(text, add_special_tokens=False).input_ids) >= 6 for text in batched)
 
 
+def test_rows_without_padding_decode_as_they_do_alone(tiny_loaded):
+    """Prompts of one length leave no row padded: the decoding steps still get the ready mask (the fast path on a
+    CPU) and give each prompt the answer transformers' generate gives it alone."""
+    from kick_checks.continuous_batching import _explicit_decode_mask
+
+    model = tiny_loaded.model
+    assert _explicit_decode_mask(model, torch.device("cpu")) == (model.config._attn_implementation == "sdpa")
+    generator = torch.Generator().manual_seed(3)
+    token_lists = [torch.randint(5, model.config.vocab_size, (9,), generator=generator).tolist() for _ in range(3)]
+    batched = continuous_greedy(model, token_lists, batch_size=3, max_new_tokens=6, pad_token_id=0,
+                                end_token_ids=set())
+    with torch.no_grad():
+        alone = [model.generate(torch.tensor([tokens]), max_new_tokens=6, min_new_tokens=6, do_sample=False,
+                                pad_token_id=0)[0, len(tokens):].tolist() for tokens in token_lists]
+    assert batched == alone
+
+
 def test_stop_strings_end_rows_early_and_cut_the_answer(toy_qa):
     from kick_checks.models import load_model, resolve_model
 

@@ -40,3 +40,46 @@ def test_the_installed_transformers_agrees_with_itself(tiny_loaded):
 
 def test_an_output_without_a_cache_gives_none():
     assert returned_cache(CausalLMOutputWithPast(logits=torch.zeros(1, 1, 2))) is None
+
+
+def test_a_reserved_layer_writes_in_place_and_reads_like_concatenation():
+    from kick_checks.kv_cache import reserved_cache
+
+    generator = torch.Generator().manual_seed(0)
+
+    def states(length):
+        return torch.randn(2, 3, length, 4, generator=generator), torch.randn(2, 3, length, 4, generator=generator)
+
+    keys, values = states(5)
+    cache = reserved_cache([(keys, values)], reserve=2)
+    (layer,) = cache.layers
+    start = layer._stores["keys"].data.data_ptr()
+    for _ in range(2):
+        new_keys, new_values = states(1)
+        read_keys, read_values = cache.update(new_keys, new_values, 0)
+        keys, values = torch.cat([keys, new_keys], dim=2), torch.cat([values, new_values], dim=2)
+        assert torch.equal(read_keys, keys) and torch.equal(read_values, values)
+    assert layer._stores["keys"].data.data_ptr() == start  # written into the room kept free, not copied
+    assert cache.get_seq_length() == 7
+    new_keys, new_values = states(3)  # more than the room left: the store grows, the content stays
+    read_keys, _ = cache.update(new_keys, new_values, 0)
+    assert torch.equal(read_keys, torch.cat([keys, new_keys], dim=2)) and cache.get_seq_length() == 10
+    layer.keys, layer.values = layer.keys[[1]], layer.values[[1]]  # select a row, as a finished row leaves
+    assert layer.keys.shape == (1, 3, 10, 4) and layer._stores["keys"].data.shape[2] == 12
+
+
+def test_a_model_reads_a_reserved_cache_as_it_reads_its_own(tiny_loaded):
+    from transformers import DynamicCache
+
+    from kick_checks.kv_cache import reserved_cache
+
+    model, tokenizer = tiny_loaded.model, tiny_loaded.tokenizer
+    keyword = cache_keyword(model)
+    ids = torch.tensor([tokenizer("red blue cat dog the").input_ids])
+    logits = {}
+    with torch.no_grad():
+        for name, cache in (("own", DynamicCache()), ("reserved", reserved_cache([], reserve=4))):
+            model(input_ids=ids[:, :-2], use_cache=True, **{keyword: cache})
+            model(input_ids=ids[:, -2:-1], use_cache=True, **{keyword: cache})
+            logits[name] = model(input_ids=ids[:, -1:], use_cache=True, **{keyword: cache}).logits
+    assert torch.equal(logits["own"], logits["reserved"])
