@@ -116,7 +116,7 @@ def _reserved_layer_class(base: type) -> type:
                     self._stores[name].append(tensor, self.reserve)
             return self.keys, self.values
 
-        def get_seq_length(self) -> int:
+        def get_seq_length(self, *args, **kwargs) -> int:  # older releases pass a cache position
             store = self._stores["keys"]
             return 0 if store is None else store.length
 
