@@ -10,11 +10,12 @@ Two observations about evaluating a small model on a CPU shape this engine:
 - The prompts of a task share their instruction and few-shot examples. That common token prefix is run through the
   model once; every prompt's prefill starts from its key-value cache and computes only its own tokens.
 
-Rows of different lengths sit in one key-value cache with unused columns masked out; positions are given
-explicitly, so a row's tokens see the same positions as in a lone run. The schedule (which rows share a step)
-depends only on the prompts and on the model's own answers, so the same model and prompts always give the same
-answers. Models whose cache is not a plain per-layer key-value cache (sliding-window or recurrent layers) are
-not handled here: :func:`continuous_greedy` returns ``None`` and the caller uses transformers' ``generate``.
+Rows of different lengths sit in one key-value cache with unused columns masked out; the cache keeps room for
+the tokens still to come, so a step writes in place instead of copying it; positions are given explicitly, so
+a row's tokens see the same positions as in a lone run. The schedule (which rows share a step) depends only on
+the prompts and on the model's own answers, so the same model and prompts always give the same answers. Models
+whose cache is not a plain per-layer key-value cache (sliding-window or recurrent layers) are not handled here:
+:func:`continuous_greedy` returns ``None`` and the caller uses transformers' ``generate``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 transformers 5.24 renamed the forward argument and the output field ``past_key_values`` to ``cache`` (the old
 name still works there, with a deprecation warning, and may go away); earlier releases know only the old name.
-Everything in kick-checks that passes a cache by hand goes through these two functions.
+Everything in kick-checks that passes a cache by hand goes through these two functions. The module also holds
+the cache the generation engine builds: :func:`reserved_cache`, whose layers write each step in place.
 """
 
 from __future__ import annotations
