@@ -99,22 +99,17 @@ def _left_pad(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
 
 
 class _Batch:
-    """The rows being decoded: their key-value cache, attention mask, next positions and last tokens.
+    """The rows being decoded: their key-value cache, attention mask, next positions and last tokens."""
 
-    ``reserve`` is the most tokens a row will still add: the cache keeps that much room free (see
-    :func:`kick_checks.kv_cache.reserved_layer_type`).
-    """
-
-    def __init__(self, rows: list[int], cache, mask: torch.Tensor, positions: torch.Tensor, last: torch.Tensor,
-                 reserve: int):
+    def __init__(self, rows: list[int], cache, mask: torch.Tensor, positions: torch.Tensor, last: torch.Tensor):
         self.rows, self.cache, self.mask, self.positions, self.last = rows, cache, mask, positions, last
-        self.reserve = reserve
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def merge(self, other: _Batch) -> _Batch:
-        """This batch and ``other`` as one, the shorter cache padded with masked columns on the left."""
+    def merge(self, other: _Batch, reserve: int) -> _Batch:
+        """This batch and ``other`` as one, the shorter cache padded with masked columns on the left; the cache
+        keeps room for ``reserve`` more tokens (see :func:`kick_checks.kv_cache.reserved_layer_type`)."""
         mine, theirs = _plain_layers(self.cache), _plain_layers(other.cache)
         width = max(self.mask.shape[1], other.mask.shape[1])
         pad_mine, pad_theirs = width - self.mask.shape[1], width - other.mask.shape[1]
@@ -124,9 +119,8 @@ class _Batch:
             for a, b in zip(mine, theirs)
         ]
         mask = torch.cat([_left_pad(self.mask, pad_mine, 1), _left_pad(other.mask, pad_theirs, 1)])
-        reserve = max(self.reserve, other.reserve)
         return _Batch(self.rows + other.rows, reserved_cache(key_values, reserve), mask,
-                      torch.cat([self.positions, other.positions]), torch.cat([self.last, other.last]), reserve)
+                      torch.cat([self.positions, other.positions]), torch.cat([self.last, other.last]))
 
     def keep(self, kept: list[int]) -> None:
         """Keep only the rows at positions ``kept``, and drop cache columns no kept row attends to."""
@@ -203,7 +197,7 @@ def continuous_greedy(
             if _plain_layers(cache) is None:
                 return None
             lengths = torch.tensor([prefix_length + len(suffix) for suffix in suffixes], device=device)
-            return _Batch(list(rows), cache, mask, lengths, first, max_new_tokens)
+            return _Batch(list(rows), cache, mask, lengths, first)
 
         batch: _Batch | None = None
         refill_below = max(1, int(batch_size * REFILL_SHARE))
@@ -213,7 +207,7 @@ def continuous_greedy(
                 admitted = prefill([waiting.popleft() for _ in range(min(room, len(waiting)))])
                 if admitted is None:
                     return None
-                batch = admitted if batch is None else batch.merge(admitted)
+                batch = admitted if batch is None else batch.merge(admitted, max_new_tokens)
                 tokens = admitted.last
                 rows = admitted.rows
                 offset = len(batch) - len(admitted)

@@ -35,12 +35,6 @@ def returned_cache(output):
     return getattr(output, "past_key_values", None)
 
 
-def _dynamic_layer_type():
-    from transformers.cache_utils import DynamicLayer
-
-    return DynamicLayer
-
-
 class _Store:
     """A tensor of shape ``[batch, heads, capacity, dim]`` of which the first ``length`` positions are in use."""
 
@@ -65,26 +59,20 @@ class _Store:
         self.length += added
 
 
-def reserved_layer_type():
+@lru_cache(maxsize=1)
+def reserved_layer_type() -> type:
     """A transformers ``DynamicLayer`` that writes new keys and values into room kept free behind the cached ones.
 
     transformers' own layer concatenates on every step, which copies the whole cache: on a CPU, at 900 cached
     tokens and 16 rows, that copying costs as much as the attention that reads it. This layer keeps ``reserve``
     free positions (the most tokens a caller will still add) and writes each step's keys and values in place; the
     attention reads a view of the filled part, the same numbers in the same layout. Setting ``keys`` or ``values``
-    (to select rows or drop columns) stores a copy with the room kept free again.
+    (to select rows or drop columns) stores a copy with the room kept free again. The class is made on first use,
+    so that importing this module does not import transformers.
     """
-    return _reserved_layer_class(_dynamic_layer_type())
+    from transformers.cache_utils import DynamicLayer
 
-
-_RESERVED_CLASSES: dict[type, type] = {}
-
-
-def _reserved_layer_class(base: type) -> type:
-    if base in _RESERVED_CLASSES:
-        return _RESERVED_CLASSES[base]
-
-    class ReservedLayer(base):
+    class ReservedLayer(DynamicLayer):
         def __init__(self, reserve: int):
             self.reserve = max(int(reserve), 1)
             self._stores = {"keys": None, "values": None}
@@ -121,8 +109,6 @@ def _reserved_layer_class(base: type) -> type:
             store = self._stores["keys"]
             return 0 if store is None else store.length
 
-    ReservedLayer.__qualname__ = ReservedLayer.__name__ = "ReservedLayer"
-    _RESERVED_CLASSES[base] = ReservedLayer
     return ReservedLayer
 
 

@@ -240,11 +240,8 @@ def session_summary(session: KickSession) -> dict:
     """What the end-of-run summary shows, as plain data, so xdist workers can send it to the controller."""
     compression = None
     if session.compression is not None:
-        if session.compression_source == "loaded":
-            compression = ("loaded from the compression cache: "
-                           + session.compression.summary(timing="when it was compressed, in"))
-        else:
-            compression = session.compression.summary()
+        source = "loaded from the compression cache: " if session.compression_source == "loaded" else ""
+        compression = source + session.compression_summary()
     outcomes = []
     for outcome in session.outcomes:
         if isinstance(outcome, Recorded):

@@ -154,8 +154,7 @@ class KickSession:
         else:
             report, self.compression_source = compress(), "compressed"
         self.compression = report
-        timing = "when it was compressed, in" if self.compression_source == "loaded" else "in"
-        log.info("%s with %s: %s", self.compression_source, spec.label(), report.summary(timing=timing))
+        log.info("%s with %s: %s", self.compression_source, spec.label(), self.compression_summary())
         slack = SPARSITY_SLACK + self.dense_zeros / max(report.numel, 1)
         missed = report.sparsity < spec.sparsity - SPARSITY_SLACK if spec.quantizes else (
             abs(report.sparsity - spec.sparsity) > slack)
@@ -165,6 +164,12 @@ class KickSession:
                 f"{spec.sparsity:.4%}: the compressor is wrong (see the per-layer report)"
             )
         loaded.fingerprint = {**loaded.fingerprint, "compression": spec.to_dict()}
+
+    def compression_summary(self) -> str:
+        """The compression report's line; for weights loaded from the cache, the time is said to be the
+        compression's, not the load's."""
+        timing = "when it was compressed, in" if self.compression_source == "loaded" else "in"
+        return self.compression.summary(timing=timing)
 
     def _run_steps(self, loaded: LoadedModel, steps: list, text: str | None) -> CompressionReport:
         spec = self.settings.spec
