@@ -27,9 +27,9 @@ METHODS = [
 
 def run_one(model: str, dtype: str, method: str, options: dict, samples: int, seqlen: int) -> dict:
     from compressors import get_compressor, measure_sparsity
-    from kick_checks.calibration import calibration_tokens
-    from kick_checks.models import load_model, resolve_model
-    from kick_checks.spec import build_spec
+    from compressors.spec import build_spec
+    from kick_checks.model.calibration import calibration_tokens
+    from kick_checks.model.loading import load_model, resolve_model
     from kick_checks.tasks import TaskOptions, get_task
 
     loaded = load_model(resolve_model(model), dtype=dtype, device="cpu")

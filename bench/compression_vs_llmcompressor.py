@@ -78,8 +78,8 @@ def worker_ours(args) -> dict:
     from safetensors.torch import save_file
 
     from compressors import get_compressor
-    from kick_checks.models import load_model, resolve_model
-    from kick_checks.spec import build_spec
+    from compressors.spec import build_spec
+    from kick_checks.model.loading import load_model, resolve_model
 
     torch.manual_seed(0)
     loaded = load_model(resolve_model(args.model), dtype=args.dtype, device="cpu")
@@ -227,8 +227,8 @@ def main() -> int:
 
     import torch
 
-    from kick_checks.calibration import calibration_tokens
-    from kick_checks.models import load_model, resolve_model
+    from kick_checks.model.calibration import calibration_tokens
+    from kick_checks.model.loading import load_model, resolve_model
 
     peer = subprocess.run([args.peer_python, "-c", "import llmcompressor; print(llmcompressor.__version__)"],
                           capture_output=True, text=True)

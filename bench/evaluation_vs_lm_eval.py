@@ -26,7 +26,7 @@ import time
 
 
 def _ours_multiple_choice(task, loaded, groups, batch_size) -> tuple[float, list[int]]:
-    from kick_checks.likelihood import continuation_likelihoods
+    from kick_checks.engine.likelihood import continuation_likelihoods
 
     started = time.perf_counter()
     chosen = []
@@ -63,7 +63,7 @@ def _lm_eval_multiple_choice(task, lm, groups) -> tuple[float, list[int]]:
 def _generation_row(name, loaded, lm, prompts, max_new_tokens, stop, batch_size, score, add_special_tokens=True):
     from lm_eval.api.instance import Instance
 
-    from kick_checks.generation import greedy_generate
+    from kick_checks.engine.generation import greedy_generate
 
     started = time.perf_counter()
     ours = greedy_generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
@@ -92,14 +92,14 @@ def main() -> int:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    from kick_checks.models import load_model, resolve_model
-    from kick_checks.scoring import exact_match, first_answer_line
+    from kick_checks.model.loading import load_model, resolve_model
     from kick_checks.tasks import TaskOptions, get_task
-    from kick_checks.tasks.base import load_rows
     from kick_checks.tasks.chat import chat_prompt
-    from kick_checks.tasks.factoid_qa import SHOTS, qa_items
-    from kick_checks.tasks.qa import build_prompt
+    from kick_checks.tasks.data import load_rows
+    from kick_checks.tasks.factoid_qa import SHOTS
+    from kick_checks.tasks.qa import build_prompt, qa_items
     from kick_checks.tasks.retrieval_qa import SHOTS as RETRIEVAL_SHOTS
+    from kick_checks.tasks.scoring import exact_match, first_answer_line
     from kick_checks.tasks.summarization import INSTRUCTION as SUMMARY_INSTRUCTION
     from kick_checks.tasks.summarization import rouge_l
 
@@ -127,7 +127,7 @@ def main() -> int:
 
     for key, with_passage, shots in (("factoid_qa", False, SHOTS), ("retrieval_qa.open_book", True, RETRIEVAL_SHOTS)):
         task = get_task(key)
-        data = load_rows(task.data_name, TaskOptions(), task.bundled_file, ("id", "question", "answers"))
+        data = load_rows(task, TaskOptions())
         qa = qa_items(data.rows)
         decoding = task.engine.decoding
         rows.append(_generation_row(
@@ -136,7 +136,7 @@ def main() -> int:
             args.batch_size, exact(qa)))
 
     summarization = get_task("summarization")
-    data = load_rows(summarization.data_name, TaskOptions(), summarization.bundled_file, ("id", "article", "summary"))
+    data = load_rows(summarization, TaskOptions())
     prompts = [chat_prompt(loaded.tokenizer, [{"role": "user", "content": SUMMARY_INSTRUCTION + row["article"].strip()}
                                               ]) for row in data.rows]
     references = [row["summary"] for row in data.rows]

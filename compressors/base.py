@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from compressors.layerwise import InputStatistic, walk_blocks
-from kick_checks.spec import CompressionSpec, SpecError
+from compressors.spec import CompressionSpec, SpecError
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from torch import nn
 from compressors.base import register
 from compressors.layerwise import compressible_layers
 from compressors.masks import target_count
-from kick_checks.spec import CompressionSpec, SpecError
+from compressors.spec import CompressionSpec, SpecError
 
 
 @register("global-magnitude")

@@ -17,8 +17,8 @@ from torch import nn
 from compressors.base import LayerwisePruner, register
 from compressors.quantization import Grid, QuantizedLayer, round_to_nearest_layer
 from compressors.sparsegpt import BLOCK_SIZE, DAMPING, inverse_hessian_factor
+from compressors.spec import CompressionSpec
 from compressors.statistics import Hessian
-from kick_checks.spec import CompressionSpec
 
 
 def gptq_quantize(

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from compressors.progress import progress
 from compressors.staged_block import compress_block_in_stages, plan_block
-from kick_checks.progress import progress
 
 #: What a layer's statistics see: the compressed model up to the layer, or the dense block (see walk_blocks).
 SEQUENTIAL_MODES = ("layer", "block")

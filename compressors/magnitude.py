@@ -6,7 +6,7 @@ import torch
 
 from compressors.base import LayerwisePruner, register
 from compressors.masks import pattern_mask
-from kick_checks.spec import CompressionSpec
+from compressors.spec import CompressionSpec
 
 
 @register("magnitude")

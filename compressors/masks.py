@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from kick_checks.spec import Pattern
+from compressors.spec import Pattern
 
 
 def target_count(numel: int, sparsity: float) -> int:

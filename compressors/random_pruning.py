@@ -14,7 +14,7 @@ from torch import nn
 from compressors.base import register
 from compressors.layerwise import walk_blocks
 from compressors.masks import pattern_mask
-from kick_checks.spec import CompressionSpec
+from compressors.spec import CompressionSpec
 
 
 @register("random")

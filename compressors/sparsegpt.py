@@ -14,8 +14,8 @@ from torch import nn
 
 from compressors.base import LayerwisePruner, register
 from compressors.masks import smallest_k_mask, target_count
+from compressors.spec import CompressionSpec, Pattern
 from compressors.statistics import Hessian
-from kick_checks.spec import CompressionSpec, Pattern
 
 BLOCK_SIZE = 128
 DAMPING = 0.01

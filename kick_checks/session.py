@@ -1,7 +1,9 @@
-"""One kick run: load the model, compress it once, evaluate tasks, compare with (or record) dense baselines.
+"""One kick run, conducted: check the baselines, load the model, compress it once, evaluate tasks, gate.
 
-This is the flow ``spec -> model -> compressor -> evaluation -> baseline comparison``, free of pytest so
-the plugin and the ``kick`` CLI share it. Everything expensive happens at most once per session.
+This is the flow ``spec -> model -> compressor -> evaluation -> comparison``, free of pytest so the plugin and
+the ``kick`` CLI share it. Each step is another module's (:mod:`kick_checks.model`, :mod:`compressors`,
+:mod:`kick_checks.tasks`, :mod:`kick_checks.gate`); this one decides the order and does everything expensive at
+most once per session.
 """
 
 from __future__ import annotations
@@ -9,35 +11,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import kick_checks
 from compressors import CompressionReport, get_compressor, measure_sparsity
-from kick_checks.baselines import (
-    UPDATE_HINT,
-    baseline_fingerprint,
-    baseline_path,
-    fingerprint_changes,
-    read_baseline,
-    write_baseline,
-)
-from kick_checks.calibration import calibration_text, calibration_tokens
-from kick_checks.comparison import Comparison, compare
-from kick_checks.compressed_cache import CompressedCache, code_hash, entry_key
+from compressors.progress import note
+from compressors.spec import QUANTIZATION_METHODS, SpecError
 from kick_checks.errors import KickError
+from kick_checks.gate.comparison import Comparison
+from kick_checks.gate.store import BaselineStore, Recorded
 from kick_checks.judge import Judge, JudgeConfig
-from kick_checks.models import (
+from kick_checks.model.calibration import calibration_text, calibration_tokens
+from kick_checks.model.compressed_cache import CompressedCache, code_hash, entry_key
+from kick_checks.model.loading import (
     LoadedModel,
     ModelRef,
     default_cache_dir,
     load_model,
+    model_identity,
     resolve_device,
     resolve_dtype,
     resolve_model,
 )
 from kick_checks.settings import RunSettings
-from kick_checks.spec import QUANTIZATION_METHODS, SpecError
 from kick_checks.tasks import TaskOptions, TaskResult, get_task
 
 log = logging.getLogger("kick_checks")
@@ -51,34 +47,6 @@ def shipped_baselines_dir() -> Path:
     package = Path(kick_checks.__file__).parent
     installed = package / "stored_baselines"
     return installed if installed.is_dir() else package.parent / "baselines"
-
-
-def baseline_diff(old, result: TaskResult, model_fingerprint: dict) -> list[str]:
-    """What a re-recorded baseline changes: fingerprint fields, and items whose score moved, appeared or went."""
-    changes = fingerprint_changes(old.fingerprint, baseline_fingerprint(model_fingerprint, result.fingerprint))
-    old_items, new_items = old.by_id(), result.by_id()
-    moved = sum(1 for key in old_items.keys() & new_items.keys() if old_items[key].score != new_items[key].score)
-    added, removed = len(new_items.keys() - old_items.keys()), len(old_items.keys() - new_items.keys())
-    changes += [f"{count} items {what}" for count, what in ((moved, "changed score"), (added, "added"),
-                                                            (removed, "removed")) if count]
-    return changes
-
-
-@dataclass
-class Recorded:
-    """A baseline written in update mode."""
-
-    task: str
-    path: Path
-    score: float
-    n: int
-    previous: float | None
-    changes: list[str] = field(default_factory=list)  # what differs from the baseline this one replaced
-
-    def line(self) -> str:
-        before = "new" if self.previous is None else f"was {self.previous:.3f}"
-        changed = f"; {', '.join(self.changes)}" if self.changes else ""
-        return f"{self.task}: recorded dense {self.score:.3f} on {self.n} items ({before}{changed}) -> {self.path}"
 
 
 class KickSession:
@@ -96,7 +64,21 @@ class KickSession:
         self._load_error: KickError | None = None
         self._judge: Judge | None = None
         self.outcomes: list[Comparison | Recorded] = []
+        self.notes: list[str] = []  # shown in the summary: stale temporary files removed, and the like
         self.steps = [] if settings.spec.is_dense else self._steps()
+        self.store = BaselineStore(self.ref.alias, settings.baselines_dir, root, shipped_baselines_dir(),
+                                   update=settings.update_baselines, update_missing=settings.update_missing,
+                                   sample_update=settings.update_sample)
+
+    def prepare(self, task_keys: list[str]) -> list[str]:
+        """Before any model work: check every baseline ``task_keys`` will be gated on (or can be written), so bad
+        baselines fail in a second rather than after the evaluation. Returns notes for the user (temporary files
+        of interrupted writes that were removed)."""
+        expected = {key: get_task(key).expected_fingerprint(self.task_options(get_task(key).data_key()))
+                    for key in dict.fromkeys(task_keys)}
+        identity = model_identity(self.ref, self.dtype, self.settings.cache_dir)
+        self.notes = self.store.prepare(expected, identity, self.settings.limit)
+        return self.notes
 
     def _steps(self) -> list:
         """``(name, compressor)`` in the order they run: the method, then GPTQ when a pruner's survivors are
@@ -120,6 +102,7 @@ class KickSession:
         if self._loaded is None:
             try:
                 started = time.perf_counter()
+                note(f"loading {self.ref.alias} ({self.dtype}, {self.device})")
                 loaded = load_model(self.ref, dtype=self.dtype, device=self.device,
                                     cache_dir=self.settings.cache_dir)
                 log.info("loaded %s (%s, %s) in %.1fs", self.ref.alias, self.dtype, self.device,
@@ -143,6 +126,7 @@ class KickSession:
             text = calibration_text(self.settings.calib_data)
 
         def compress() -> CompressionReport:
+            note(f"compressing with {spec.label()}")
             return self._run_steps(loaded, steps, text)
 
         if self.settings.compress_cache:
@@ -208,10 +192,11 @@ class KickSession:
     def result(self, task_key: str) -> TaskResult:
         if task_key not in self._results:
             task = get_task(task_key)
-            options = self.task_options(task.data_name)
+            options = self.task_options(task.data_key())
             loaded = self.loaded
+            note(f"evaluating {task_key}")
             result = task.run(loaded.model, loaded.tokenizer, options)
-            log.info("%s: %s %.3f on %d items in %.1fs", task_key, result.metric, result.score, result.n,
+            log.info("%s: %s %.3f on %d items in %.1fs", task_key, result.metric.name, result.score, result.n,
                      result.seconds)
             self._results[task_key] = result
         return self._results[task_key]
@@ -228,23 +213,17 @@ class KickSession:
     @property
     def judge(self) -> Judge | None:
         """The LLM judge when ``--kick-judge-model`` is set; its judgments are cached beside the models."""
-        if self.settings.judge_model is None:
+        judge = self.settings.judge
+        if judge.model is None:
             return None
         if self._judge is None:
             cache = (self.settings.cache_dir or default_cache_dir()) / "judge"
-            self._judge = Judge(JudgeConfig(self.settings.judge_model, self.settings.judge_base_url, cache_dir=cache))
+            self._judge = Judge(JudgeConfig(judge.model, judge.base_url, timeout_s=judge.timeout_s,
+                                            max_attempts=judge.attempts, cache_dir=cache,
+                                            concurrency=judge.concurrency, budget_s=judge.budget_s))
         return self._judge
 
-    # -- baselines ---------------------------------------------------------------------------------------
-    def baselines_dir(self, for_writing: bool = False) -> Path:
-        """Configured folder, else ``<rootdir>/baselines``, else (reading only) the baselines we ship."""
-        if self.settings.baselines_dir is not None:
-            return self.settings.baselines_dir
-        local = self.root / "baselines"
-        if for_writing or local.is_dir():
-            return local
-        return shipped_baselines_dir()
-
+    # -- the gate ------------------------------------------------------------------------------------------
     def check(self, task_key: str) -> Comparison | Recorded:
         """Compare the task's compressed result with its dense baseline, or record the baseline."""
         result = self.result(task_key)
@@ -255,30 +234,11 @@ class KickSession:
                 "incomplete: check the judge endpoint and rerun (judgments already made are cached)"
             )
         fingerprint = self.loaded.fingerprint
-        writing_path = baseline_path(self.baselines_dir(for_writing=True), self.ref.alias, task_key)
-        missing = self.settings.update_missing and not writing_path.is_file()
-        if self.settings.update_baselines or missing:
-            path = writing_path
-            previous, changes = None, []
-            if path.is_file():
-                try:
-                    old = read_baseline(path)
-                    previous, changes = old.score, baseline_diff(old, result, fingerprint)
-                except KickError:
-                    changes = ["the old file was unreadable"]
-            write_baseline(path, result, fingerprint)
-            outcome: Comparison | Recorded = Recorded(task_key, path, result.score, result.n, previous, changes)
+        if self.store.records(task_key):
+            outcome: Comparison | Recorded = self.store.record(result, fingerprint)
         else:
-            path = baseline_path(self.baselines_dir(), self.ref.alias, task_key)
-            baseline = read_baseline(path)
-            changes = fingerprint_changes(baseline.fingerprint, baseline_fingerprint(fingerprint, result.fingerprint))
-            if changes:
-                raise KickError(
-                    f"baseline {path} was recorded under other settings ({'; '.join(changes)}): "
-                    f"re-record it with {UPDATE_HINT} or run with the recorded settings"
-                )
-            tolerance = self.settings.tolerance_for(task_key)
-            outcome = compare(baseline, result, tolerance.value, self.settings.spec.label(),
-                              tolerance_kind=tolerance.kind, gate=self.settings.gate, alpha=self.settings.alpha)
+            outcome = self.store.compare(result, fingerprint, self.settings.tolerance_for(task_key),
+                                         self.settings.spec.label(), gate=self.settings.gate,
+                                         alpha=self.settings.alpha)
         self.outcomes.append(outcome)
         return outcome

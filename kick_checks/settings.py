@@ -1,6 +1,9 @@
 """Run settings: command-line options over ``[tool.kick]`` of pyproject.toml over defaults.
 
-Both the pytest plugin and the ``kick`` CLI build a :class:`RunSettings` here, so they agree on every rule.
+Both the pytest plugin and the ``kick`` CLI build a :class:`RunSettings` here from the options declared in
+:mod:`kick_checks.options`, so they agree on every rule. A setting keyed by task (``--kick-tolerance TASK=...``,
+``[tool.kick] tolerances``, ``--kick-data NAME=...``) must name a registered task: a misspelt key is an error that
+lists the known ones, never a setting silently ignored.
 """
 
 from __future__ import annotations
@@ -9,65 +12,40 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kick_checks.batching import parse_batch_size
-from kick_checks.comparison import DEFAULT_TOLERANCE
+from compressors.spec import CompressionSpec, SpecError, build_spec, positive_int
+from kick_checks.engine.batching import parse_batch_size
 from kick_checks.errors import KickError
-from kick_checks.models import DEFAULT_MODEL
-from kick_checks.spec import CompressionSpec, SpecError, build_spec, positive_int
+from kick_checks.gate.store import SAMPLE_UPDATES
+from kick_checks.gate.tolerance import DEFAULT_TOLERANCE, Tolerance
+from kick_checks.model.loading import DEFAULT_MODEL
+from kick_checks.options import OptionValues, config_keys, modernize_config
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-#: Keys accepted in ``[tool.kick]`` and what they must hold.
-CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
-    "model": str,
-    "dtype": str,
-    "device": str,
-    "method": str,
-    "sparsity": (int, float),
-    "pattern": str,
-    "calib_samples": int,
-    "calib_seqlen": int,
-    "calib_seed": int,
-    "calib_data": str,
-    "tolerance": (int, float, str),
-    "tolerances": dict,
-    "baselines_dir": str,
-    "cache_dir": str,
-    "data": dict,
-    "limit": int,
-    "judge_model": str,
-    "judge_base_url": str,
-    "ppl_seqlen": int,
-    "bits": int,
-    "group_size": int,
-    "symmetric": bool,
-    "act_order": bool,
-    "sequential": str,
-    "gate": str,
-    "alpha": (int, float),
-    "batch_size": (int, str),
-}
 _KIND_NAMES = {str: "string", int: "whole number", dict: "table"}
+#: The spec fields an option of the same name sets (``asym`` is the inverse of ``symmetric``).
+_SPEC_OPTIONS = ("method", "sparsity", "pattern", "calib_samples", "calib_seqlen", "calib_seed", "bits",
+                 "group_size", "act_order", "sequential")
 
 
 def read_tool_config(pyproject: Path | None) -> dict:
-    """The ``[tool.kick]`` table of a pyproject.toml (empty if absent), with keys and types checked."""
+    """The ``[tool.kick]`` table of a pyproject.toml (empty if absent), with keys and types checked and renamed
+    keys read under their new names."""
     if pyproject is None or not pyproject.is_file():
         return {}
     try:
         document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise KickError(f"{pyproject} is not valid TOML ({error}): fix the file") from None
-    table = document.get("tool", {}).get("kick", {})
+    table = modernize_config(document.get("tool", {}).get("kick", {}), str(pyproject))
+    keys = config_keys()
     for key, value in table.items():
-        if key not in CONFIG_KEYS:
-            raise KickError(
-                f"[tool.kick] key {key!r} in {pyproject} is unknown: use one of {', '.join(sorted(CONFIG_KEYS))}"
-            )
-        expected = CONFIG_KEYS[key]
+        if key not in keys:
+            raise KickError(f"[tool.kick] key {key!r} in {pyproject} is unknown: use one of {', '.join(sorted(keys))}")
+        expected = keys[key]
         if expected is bool:
             if not isinstance(value, bool):
                 raise KickError(f"[tool.kick] {key} = {value!r} in {pyproject} must be true or false")
@@ -77,62 +55,59 @@ def read_tool_config(pyproject: Path | None) -> dict:
     return table
 
 
-TOLERANCE_KINDS = ("relative", "absolute", "recovery")
+def _task_key(key: str, where: str) -> str:
+    from kick_checks.tasks import check_task_key
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How much a task may lose: a relative drop (default), an absolute drop in the metric's units
-    (``abs:0.02``), or a minimum recovery ratio compressed / dense (``recovery:0.9``)."""
-
-    value: float
-    kind: str = "relative"
-
-
-def _tolerance_value(text, where: str) -> Tolerance:
-    raw = str(text).strip()
-    kind, _, number = raw.partition(":") if ":" in raw else ("relative", "", raw)
-    kind = {"rel": "relative", "abs": "absolute"}.get(kind.strip(), kind.strip())
-    if kind not in TOLERANCE_KINDS:
-        raise KickError(f"{where} {text!r} has an unknown kind: use VALUE, abs:VALUE or recovery:VALUE")
-    try:
-        value = float(number)
-    except (TypeError, ValueError):
-        raise KickError(f"{where} {text!r} is not a number: give a fraction such as 0.05 for 5%") from None
-    if kind == "relative" and not 0.0 <= value <= 1.0:
-        raise KickError(f"{where} {text!r} is outside [0, 1]: give the allowed relative drop, e.g. 0.05")
-    if kind == "absolute" and value < 0:
-        raise KickError(f"{where} {text!r} is negative: give the allowed drop in the metric's units, e.g. abs:0.02")
-    if kind == "recovery" and not 0.0 < value <= 1.0:
-        raise KickError(f"{where} {text!r} is outside (0, 1]: give the share of the dense score to keep, e.g. 0.9")
-    return Tolerance(value, kind)
+    return check_task_key(key.strip(), where)
 
 
 def parse_tolerances(option_values: list[str], config: dict) -> tuple[Tolerance, dict[str, Tolerance]]:
     """The default tolerance and per-task ones, from config then ``--kick-tolerance [TASK=]VALUE`` options."""
-    default = _tolerance_value(config.get("tolerance", DEFAULT_TOLERANCE), "[tool.kick] tolerance")
+    default = Tolerance.parse(config.get("tolerance", DEFAULT_TOLERANCE), "[tool.kick] tolerance")
     per_task = {
-        str(task): _tolerance_value(value, f"[tool.kick] tolerances.{task}")
+        _task_key(str(task), "[tool.kick] tolerances"): Tolerance.parse(value, f"[tool.kick] tolerances.{task}")
         for task, value in config.get("tolerances", {}).items()
     }
     for entry in option_values or []:
         if "=" in entry:
             task, _, value = entry.partition("=")
-            per_task[task.strip()] = _tolerance_value(value, f"--kick-tolerance {task.strip()}=")
+            key = _task_key(task, f"--kick-tolerance {entry}")
+            per_task[key] = Tolerance.parse(value, f"--kick-tolerance {key}=")
         else:
-            default = _tolerance_value(entry, "--kick-tolerance")
+            default = Tolerance.parse(entry, "--kick-tolerance")
     return default, per_task
 
 
 def parse_data_paths(option_values: list[str], config: dict) -> dict[str, Path]:
-    """``--kick-data NAME=PATH`` entries over ``[tool.kick.data]``."""
-    paths = {str(name): Path(str(path)) for name, path in config.get("data", {}).items()}
+    """``--kick-data NAME=PATH`` entries over ``[tool.kick.data]``; every NAME must be a task's data name."""
+    from kick_checks.tasks import data_names
+
+    known = data_names()
+    paths = {}
+    entries = [(str(name), str(path), f"[tool.kick.data] {name}") for name, path in config.get("data", {}).items()]
     for entry in option_values or []:
         name, separator, path = entry.partition("=")
         if not separator or not name.strip() or not path.strip():
             raise KickError(f"--kick-data {entry!r} must be NAME=PATH, e.g. factoid_qa=my_questions.jsonl")
-        paths[name.strip()] = Path(path.strip())
+        entries.append((name.strip(), path.strip(), f"--kick-data {entry}"))
+    for name, path, where in entries:
+        if name not in known:
+            raise KickError(f"{where}: {name!r} is not a data name: use one of {', '.join(known)}")
+        paths[name] = Path(path)
     return paths
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """Which judge, and how patiently: per-request timeout and attempts, requests in flight, and the time the
+    judging of one task may take in all."""
+
+    model: str | None = None
+    base_url: str | None = None
+    timeout_s: float = 60.0
+    attempts: int = 5
+    concurrency: int = 4
+    budget_s: float = 1800.0
 
 
 @dataclass
@@ -145,55 +120,56 @@ class RunSettings:
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
     update_baselines: bool = False
     update_missing: bool = False
+    update_sample: str = "refuse"
     baselines_dir: Path | None = None
     cache_dir: Path | None = None
     data_paths: dict[str, Path] = field(default_factory=dict)
     calib_data: Path | None = None
     limit: int | None = None
-    judge_model: str | None = None
-    judge_base_url: str | None = None
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
     ppl_seqlen: int | None = None
     gate: str = "threshold"
     alpha: float = 0.05
     compress_cache: bool = True
     batch_size: int | str | None = None  # --kick-batch-size: a number, "auto", or None for each task's default
+    json_report: Path | None = None
+    markdown_report: Path | None = None
+
+    @property
+    def judge_model(self) -> str | None:
+        return self.judge.model
 
     def tolerance_for(self, task_key: str) -> Tolerance:
-        """A task's tolerance: its own key, then its data name (``retrieval_qa`` covers both variants)."""
+        """A task's tolerance: its own key, then its task name (``retrieval_qa`` covers both variants)."""
         if task_key in self.tolerances:
             return self.tolerances[task_key]
         return self.tolerances.get(task_key.split(".")[0], self.tolerance)
 
 
-def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
-    """Combine raw option values (``None`` when not given) with ``[tool.kick]`` config."""
-
-    def pick(name: str):
-        value = options.get(name)
-        return value if value is not None else config.get(name)
-
+def _number(value, option: str, kind=float, minimum: float = 0.0):
     try:
-        spec = build_spec(
-            method=pick("method"),
-            sparsity=pick("sparsity"),
-            pattern=pick("pattern"),
-            calib_samples=pick("calib_samples"),
-            calib_seqlen=pick("calib_seqlen"),
-            calib_seed=pick("calib_seed"),
-            bits=pick("bits"),
-            group_size=pick("group_size"),
-            symmetric=False if options.get("asym") else config.get("symmetric"),
-            act_order=options.get("act_order") or config.get("act_order"),
-            sequential=pick("sequential"),
-        )
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise KickError(f"{option} {value!r} is not a number: give e.g. {kind(60)}") from None
+    if not number > minimum:
+        raise KickError(f"{option} {value} must be more than {minimum:g}")
+    return number
+
+
+def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
+    """Combine raw option values (``None`` when not given) with ``[tool.kick]`` config (already read)."""
+    values = OptionValues(options, modernize_config(config, "the given config"))
+    pick = values.pick
+    try:
+        spec = build_spec(**{name: pick(name) for name in _SPEC_OPTIONS},
+                          symmetric=None if pick("asym") is None else not pick("asym"))
     except SpecError as error:
         raise KickError(str(error)) from None
-    update = bool(options.get("update_baselines"))
-    update_missing = bool(options.get("update_missing"))
+    update, update_missing = bool(options.get("update_baselines")), bool(options.get("update_missing"))
     if (update or update_missing) and not spec.is_dense:
         flag = "--kick-update-baselines" if update else "--kick-update-missing"
         raise KickError(f"{flag} records the dense model: drop --sparsity/--kick-pattern/--kick-bits from this run")
-    default_tolerance, per_task = parse_tolerances(options.get("tolerance") or [], config)
+    default_tolerance, per_task = parse_tolerances(options.get("tolerance") or [], values.config)
 
     def path_of(name: str) -> Path | None:
         value = pick(name)
@@ -209,7 +185,7 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         except SpecError as error:
             raise KickError(str(error)) from None
 
-    gate = (pick("gate") or "threshold").strip()
+    gate = str(pick("gate") or "threshold").strip()
     if gate not in ("threshold", "significant"):
         raise KickError(f"--kick-gate {gate!r} is unknown: use threshold or significant")
     alpha = pick("alpha")
@@ -219,7 +195,20 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         raise KickError(f"--kick-alpha {alpha!r} is not a number: give a significance level such as 0.05") from None
     if not 0 < alpha < 1:
         raise KickError(f"--kick-alpha {alpha} is outside (0, 1): give a significance level such as 0.05")
-
+    update_sample = str(pick("update_sample") or "refuse").strip()
+    if update_sample not in SAMPLE_UPDATES:
+        raise KickError(f"--kick-update-sample {update_sample!r} is unknown: use {', '.join(SAMPLE_UPDATES)}")
+    judge_defaults = JudgeSettings()
+    judge = JudgeSettings(
+        model=pick("judge_model") or None,
+        base_url=pick("judge_base_url") or None,
+        timeout_s=judge_defaults.timeout_s if pick("judge_timeout") is None
+        else _number(pick("judge_timeout"), "--kick-judge-timeout"),
+        attempts=positive("judge_retries", "--kick-judge-retries") or judge_defaults.attempts,
+        concurrency=positive("judge_concurrency", "--kick-judge-concurrency") or judge_defaults.concurrency,
+        budget_s=judge_defaults.budget_s if pick("judge_budget") is None
+        else _number(pick("judge_budget"), "--kick-judge-budget"),
+    )
     return RunSettings(
         model=pick("model") or DEFAULT_MODEL,
         dtype=pick("dtype") or "auto",
@@ -229,16 +218,22 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         tolerances=per_task,
         update_baselines=update,
         update_missing=update_missing,
+        update_sample=update_sample,
         baselines_dir=path_of("baselines_dir"),
         cache_dir=path_of("cache_dir"),
-        data_paths=parse_data_paths(options.get("data") or [], config),
+        data_paths=parse_data_paths(options.get("data") or [], values.config),
         calib_data=path_of("calib_data"),
         limit=positive("limit", "--kick-limit"),
-        judge_model=pick("judge_model") or None,
-        judge_base_url=pick("judge_base_url") or None,
+        judge=judge,
         ppl_seqlen=positive("ppl_seqlen", "--kick-ppl-seqlen"),
         gate=gate,
         alpha=alpha,
         compress_cache=not options.get("no_compress_cache"),
         batch_size=parse_batch_size(pick("batch_size")),
+        json_report=Path(options["json"]) if options.get("json") else None,
+        markdown_report=Path(options["markdown"]) if options.get("markdown") else None,
     )
+
+
+__all__ = ["JudgeSettings", "RunSettings", "Tolerance", "build_settings", "parse_data_paths", "parse_tolerances",
+           "read_tool_config"]

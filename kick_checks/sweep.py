@@ -15,11 +15,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from compressors.progress import progress
 from kick_checks.atomic import write_text_atomically
 from kick_checks.errors import KickError
-from kick_checks.progress import progress
 
-KNOWLEDGE_TASKS = ("factoid_qa", "retrieval_qa.closed_book", "multiple_choice")
+
+def task_tags(entry: dict) -> tuple[str, ...]:
+    """A report entry's task tags: as the report recorded them, else as the task registry declares them."""
+    if "tags" in entry:
+        return tuple(entry["tags"])
+    from kick_checks.tasks import all_tasks
+
+    task = all_tasks().get(entry["task"])
+    return tuple(task.tags) if task is not None else ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ def sweep_rows(documents: list[dict]) -> list[dict]:
                 "method": spec["method"], "sparsity": spec["sparsity"], "pattern": spec["pattern"],
                 "bits": spec.get("bits"), "task": task["task"], "metric": task["metric"], "dense": task["dense"],
                 "compressed": task["compressed"], "relative_loss": task["relative_loss"], "verdict": task["verdict"],
+                "tags": list(task_tags(task)), "higher_is_better": task.get("higher_is_better", True),
             })
     return sorted(rows, key=lambda row: (row["method"], row["pattern"], row["sparsity"], row["bits"] or 0,
                                          row["task"]))
@@ -157,7 +166,7 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
                 points = sorted((row["sparsity"], row["compressed"]) for row in task_rows if row["method"] == method)
                 axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
             axis.axhline(task_rows[0]["dense"], linestyle="--", color="grey", label="dense")
-            if task_rows[0]["metric"] == "perplexity":
+            if "language-modelling" in task_rows[0]["tags"]:
                 axis.set_yscale("log")
             axis.set_title(task, fontsize=9)
             axis.set_xlabel("sparsity")
@@ -167,13 +176,13 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
         figure.savefig(path, dpi=110)
         plt.close(figure)
         written.append(path)
-    by_config: dict[tuple, dict[str, float]] = {}
+    by_config: dict[tuple, dict[str, list[float]]] = {}
     for row in rows:
-        by_config.setdefault((row["method"], row["sparsity"], row["pattern"], row["bits"]), {})[row["task"]] = row[
-            "relative_loss"]
-    pairs = [(losses["perplexity"], sum(losses[t] for t in KNOWLEDGE_TASKS if t in losses)
-              / max(1, sum(t in losses for t in KNOWLEDGE_TASKS)), config)
-             for config, losses in by_config.items() if "perplexity" in losses]
+        losses = by_config.setdefault((row["method"], row["sparsity"], row["pattern"], row["bits"]), {})
+        for tag in row["tags"]:
+            losses.setdefault(tag, []).append(row["relative_loss"])
+    pairs = [(losses["language-modelling"][0], sum(losses["knowledge"]) / len(losses["knowledge"]), config)
+             for config, losses in by_config.items() if "language-modelling" in losses and "knowledge" in losses]
     if pairs:
         figure, axis = plt.subplots(figsize=(6, 4.5))
         for rise, knowledge_loss, config in pairs:

@@ -39,7 +39,7 @@ def toy_qa(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_loaded(tiny_model_dir):
-    from kick_checks.models import load_model, resolve_model
+    from kick_checks.model.loading import load_model, resolve_model
 
     return load_model(resolve_model(str(tiny_model_dir)), dtype="float32", device="cpu")
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from kick_checks.batching import AUTO, auto_batch_size, bytes_per_token, choose_batch_size, parse_batch_size
+from kick_checks.engine.batching import AUTO, auto_batch_size, bytes_per_token, choose_batch_size, parse_batch_size
 from kick_checks.errors import KickError
 
 

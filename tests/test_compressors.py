@@ -9,9 +9,9 @@ from compressors import available_methods, compressible_layers, get_compressor, 
 from compressors.layerwise import decoder_blocks
 from compressors.masks import target_count
 from compressors.sparsegpt import sparsegpt_prune
+from compressors.spec import UNSTRUCTURED, SpecError, build_spec
 from compressors.statistics import Hessian, InputNorms, _panel_edges
-from kick_checks.calibration import calibration_tokens
-from kick_checks.spec import UNSTRUCTURED, SpecError, build_spec
+from kick_checks.model.calibration import calibration_tokens
 
 TEXT = " ".join(f"the {word} sat on a mat near {other}." for word in ("cat", "dog", "fox") for other in ("it", "us"))
 

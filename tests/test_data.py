@@ -5,8 +5,8 @@ import re
 from collections import Counter
 from importlib import resources
 
-from kick_checks.scoring import normalize_answer
 from kick_checks.tasks import factoid_qa, retrieval_qa
+from kick_checks.tasks.scoring import normalize_answer
 
 DATA = resources.files("kick_checks.data")
 

@@ -10,11 +10,16 @@ from hypothesis import strategies as st
 
 from compressors.gptq import gptq_quantize
 from compressors.quantization import QuantizedLayer
+from compressors.spec import build_spec
 from kick_checks.errors import KickError
-from kick_checks.export import check_layers_exportable, check_spec_exportable, export_gptq, gptqmodel_available
-from kick_checks.gptq_checkpoint import dequantize, pack_layer, pack_levels, unpack_levels
+from kick_checks.export.gptq_checkpoint import dequantize, pack_layer, pack_levels, unpack_levels
+from kick_checks.export.gptq_export import (
+    check_layers_exportable,
+    check_spec_exportable,
+    export_gptq,
+    gptqmodel_available,
+)
 from kick_checks.settings import RunSettings
-from kick_checks.spec import build_spec
 
 
 def test_four_bit_levels_fill_a_word_lowest_first():
@@ -101,7 +106,7 @@ def test_an_export_never_overwrites_and_leaves_nothing_when_it_fails(tiny_model_
     def fails(folder, loaded):
         raise KickError("the export does not reproduce the tested model")
 
-    monkeypatch.setattr("kick_checks.export._verify", fails)
+    monkeypatch.setattr("kick_checks.export.gptq_export._verify", fails)
     with pytest.raises(KickError, match="does not reproduce"):
         export_gptq(export_settings(tiny_model_dir, tmp_path, method="gptq", bits=4, group_size=32), tmp_path,
                     tmp_path / "new")
@@ -125,7 +130,7 @@ def test_an_export_writes_a_gptq_checkpoint_of_the_tested_model(tiny_model_dir, 
     packed = {name.rsplit(".", 1)[0] for name in tensors if name.endswith(".qweight")}
     assert len(packed) == 14 and not any(f"{name}.weight" in tensors for name in packed)
     # the served weights keep the pruned zeros: level == zero point wherever the pruner removed a weight
-    from kick_checks.gptq_checkpoint import PackedLayer
+    from kick_checks.export.gptq_checkpoint import PackedLayer
 
     name = "model.layers.0.mlp.down_proj"
     layer = PackedLayer(*(tensors[f"{name}.{part}"] for part in ("qweight", "qzeros", "scales", "g_idx")))
@@ -151,7 +156,7 @@ def test_gptqmodel_serves_the_export_as_the_suite_tested_it(tiny_model_dir, tmp_
 @pytest.mark.skipif(not gptqmodel_available(), reason="GPTQModel is not installed (pip install 'kick-checks[export]')")
 def test_the_gptqmodel_check_catches_a_zero_point_written_in_the_wrong_convention(tiny_model_dir, tmp_path,
                                                                                   monkeypatch):
-    import kick_checks.export as export
+    import kick_checks.export.gptq_export as export
 
     def v2_zeros_labelled_v1(layer, bits, symmetric):
         return pack_layer(layer, bits, symmetric=False)  # zero points off by one for a v1 reader

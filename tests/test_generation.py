@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import MistralConfig, MistralForCausalLM
 
-from kick_checks.continuous_batching import ENGINE, continuous_greedy, shared_prefix_length
-from kick_checks.generation import STATIC_ENGINE, _static_batches, generation_engine, greedy_generate
+from kick_checks.engine.continuous_batching import ENGINE, continuous_greedy, shared_prefix_length
+from kick_checks.engine.generation import STATIC_ENGINE, _static_batches, generation_engine, greedy_generate
 from kick_checks.tasks.factoid_qa import SHOTS
 from kick_checks.tasks.qa import QAItem, build_prompt
 
@@ -47,7 +47,7 @@ def test_continuous_batching_matches_each_prompt_generated_alone(tiny_loaded):
 def test_rows_without_padding_decode_as_they_do_alone(tiny_loaded):
     """Prompts of one length leave no row padded: the decoding steps still get the ready mask (the fast path on a
     CPU) and give each prompt the answer transformers' generate gives it alone."""
-    from kick_checks.continuous_batching import _explicit_decode_mask
+    from kick_checks.engine.continuous_batching import _explicit_decode_mask
 
     model = tiny_loaded.model
     assert _explicit_decode_mask(model, torch.device("cpu")) == (model.config._attn_implementation == "sdpa")
@@ -62,7 +62,7 @@ def test_rows_without_padding_decode_as_they_do_alone(tiny_loaded):
 
 
 def test_stop_strings_end_rows_early_and_cut_the_answer(toy_qa):
-    from kick_checks.models import load_model, resolve_model
+    from kick_checks.model.loading import load_model, resolve_model
 
     loaded = load_model(resolve_model(str(toy_qa[0])), dtype="float32", device="cpu")
     prompts = [build_prompt(QAItem(str(i), question, ("x",)), SHOTS, False) for i, question in enumerate(QUESTIONS)]

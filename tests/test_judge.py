@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 
 from kick_checks.errors import KickError
 from kick_checks.judge import (
-    RETRY_AFTER_CAP_S,
     Judge,
     JudgeConfig,
     Judgment,
@@ -32,6 +31,7 @@ from kick_checks.judge import (
     parse_rating,
     turns_messages,
 )
+from kick_checks.judge.client import RETRY_AFTER_CAP_S
 
 KEY_ENV = "KICK_TEST_JUDGE_KEY"
 SECRET = "sk-kicktest-SECRET-7f3a9c2e51"

@@ -5,7 +5,7 @@ import inspect
 import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from kick_checks.kv_cache import cache_keyword, returned_cache
+from kick_checks.engine.kv_cache import cache_keyword, returned_cache
 
 
 class OldStyle(torch.nn.Module):
@@ -43,7 +43,7 @@ def test_an_output_without_a_cache_gives_none():
 
 
 def test_a_reserved_layer_writes_in_place_and_reads_like_concatenation():
-    from kick_checks.kv_cache import reserved_cache
+    from kick_checks.engine.kv_cache import reserved_cache
 
     generator = torch.Generator().manual_seed(0)
 
@@ -71,7 +71,7 @@ def test_a_reserved_layer_writes_in_place_and_reads_like_concatenation():
 def test_a_model_reads_a_reserved_cache_as_it_reads_its_own(tiny_loaded):
     from transformers import DynamicCache
 
-    from kick_checks.kv_cache import reserved_cache
+    from kick_checks.engine.kv_cache import reserved_cache
 
     model, tokenizer = tiny_loaded.model, tiny_loaded.tokenizer
     keyword = cache_keyword(model)

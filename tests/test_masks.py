@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from compressors.magnitude import MagnitudePruner
 from compressors.masks import n_m_mask, pattern_mask, per_row_mask, smallest_k_mask, target_count
 from compressors.sparsegpt import sparsegpt_prune
+from compressors.spec import UNSTRUCTURED, Pattern, build_spec
 from compressors.statistics import InputNorms
 from compressors.wanda import WandaPruner
-from kick_checks.spec import UNSTRUCTURED, Pattern, build_spec
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 6).map(lambda groups: groups * 8))
 sparsities = st.floats(min_value=0.0, max_value=0.95, allow_nan=False)

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from kick_checks import models
 from kick_checks.errors import KickError
-from kick_checks.models import (
+from kick_checks.model import loading as models
+from kick_checks.model.loading import (
     baseline_alias,
     load_model,
     resolve_device,
@@ -70,7 +70,7 @@ def test_cuda_requested_without_cuda():
 
 
 def test_each_xdist_worker_pins_its_own_gpu_when_several_are_visible(monkeypatch):
-    from kick_checks.models import worker_gpu
+    from kick_checks.model.loading import worker_gpu
 
     assert [worker_gpu(f"gw{index}", 4) for index in range(6)] == [0, 1, 2, 3, 0, 1]
     assert worker_gpu("gw3", 1) is None and worker_gpu(None, 8) is None and worker_gpu("master", 8) is None

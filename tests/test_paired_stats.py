@@ -12,8 +12,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from kick_checks import paired_stats
-from kick_checks.paired_stats import is_binary, mcnemar_exact, paired_bootstrap, paired_test
+from kick_checks.gate import paired_stats
+from kick_checks.gate.paired_stats import is_binary, mcnemar_exact, paired_bootstrap, paired_test
 
 
 def paired_binary(losses: int, gains: int, both_right: int = 0, both_wrong: int = 0) -> tuple[list[int], list[int]]:

@@ -63,19 +63,19 @@ def test_wanda_and_sparsegpt_run_through_the_suite(pytester, kick_args):
         assert achieved and abs(float(achieved.group(1)) - 20.0) < 0.01  # whole weights per matrix
 
 
-def test_missing_baseline_fails_and_names_the_update_command(pytester, kick_args):
+def test_missing_baseline_fails_at_session_start_and_names_the_update_command(pytester, kick_args):
     result = pytester.runpytest(*kick_args)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*no dense baseline at*factoid_qa.json: record it with pytest -m kick "
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # before any model is loaded
+    result.stderr.fnmatch_lines(["*no dense baseline at*factoid_qa.json: record it with pytest -m kick "
                                  "--kick-update-baselines*"])
 
 
-def test_mismatched_baseline_names_what_changed(pytester, kick_args):
+def test_mismatched_baseline_names_what_changed_before_the_model_loads(pytester, kick_args):
     record(pytester, kick_args)
     args = [arg if arg != "float32" else "bfloat16" for arg in kick_args]
     result = pytester.runpytest(*args)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*recorded under other settings (model dtype: 'float32' -> 'bfloat16')*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*recorded under other settings (model dtype: 'float32' -> 'bfloat16')*"])
 
 
 @pytest.mark.parametrize(
@@ -161,6 +161,7 @@ def prune(model, spec, calibration):
 """)
     pytester.syspathinsert()
     args = [arg if arg != "factoid" else "factoid or retrieval" for arg in kick_args]
+    pytester.runpytest(*args, "--kick-update-baselines").assert_outcomes(passed=3)
     result = pytester.runpytest(*args, "--sparsity", "0.3", "--kick-method", "counting_pruner:prune")
     result.assert_outcomes(failed=3)
     assert calls.read_text().count("called") == 1
@@ -257,11 +258,11 @@ def test_update_missing_records_only_absent_baselines_and_update_shows_the_diff(
     document["fingerprint"]["prompt_version"] = "older-prompt"
     path.write_text(json.dumps(document))
     again = pytester.runpytest(*kick_args, "--kick-update-missing")  # present: compared, not rewritten
-    again.assert_outcomes(failed=1)
-    again.stdout.fnmatch_lines(["*recorded under other settings (prompt_version: 'older-prompt' -> *"])
+    assert again.ret == pytest.ExitCode.USAGE_ERROR
+    again.stderr.fnmatch_lines(["*recorded under other settings (prompt_version: 'older-prompt' -> *"])
     update = pytester.runpytest(*kick_args, "--kick-update-baselines")
     update.assert_outcomes(passed=1)
-    update.stdout.fnmatch_lines(["*recorded dense 1.000 on 12 items (was 0.917; prompt_version: 'older-prompt' -> "
+    update.stdout.fnmatch_lines(["*recorded dense 1.000 on 12 items (was 0.917 on 12 items; prompt_version: 'older-prompt' -> "
                                  "*, 1 items changed score)*"])
 
 

@@ -9,7 +9,7 @@ from compressors import get_compressor, measure_sparsity
 from compressors.gptq import gptq_quantize, reconstruction_error
 from compressors.quantization import Grid, round_to_nearest
 from compressors.sparsegpt import sparsegpt_prune
-from kick_checks.spec import UNSTRUCTURED, SpecError, build_spec
+from compressors.spec import UNSTRUCTURED, SpecError, build_spec
 
 
 def weights(rows: int, cols: int, seed: int) -> torch.Tensor:
@@ -110,7 +110,7 @@ def test_quantization_spec_rules():
 
 @pytest.mark.parametrize("method", ["random", "global-magnitude"])
 def test_baseline_pruners_reach_the_exact_sparsity(tiny_model_dir, method):
-    from kick_checks.models import load_model, resolve_model
+    from kick_checks.model.loading import load_model, resolve_model
 
     loaded = load_model(resolve_model(str(tiny_model_dir)), dtype="float32", device="cpu")
     before = {name: param.clone() for name, param in loaded.model.named_parameters()}

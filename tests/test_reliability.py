@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from kick_checks.calibration import calibration_tokens
 from kick_checks.errors import KickError
+from kick_checks.model.calibration import calibration_tokens
 from kick_checks.tasks import get_task
 
 
@@ -67,14 +67,14 @@ def test_calibration_text_shorter_than_a_window(tiny_loaded):
 
 def test_limit_larger_than_the_data(pytester, toy_args):
     result = pytester.runpytest(*toy_args, "--kick-update-baselines", "--kick-limit", "500")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*--kick-limit 500 is larger than the 12 items in*lower it or drop it*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--kick-limit 500 is larger than the 12 items in*lower it or drop it*"])
 
 
 def test_a_task_with_failed_judgments_fails_instead_of_passing(tiny_model_dir, tmp_path):
     from kick_checks.session import KickSession
     from kick_checks.settings import build_settings
-    from kick_checks.tasks.base import ItemOutcome, TaskResult
+    from kick_checks.tasks.protocol import ItemOutcome, TaskResult
 
     settings = build_settings({"model": str(tiny_model_dir), "dtype": "float32", "device": "cpu"}, {}, tmp_path)
     session = KickSession(settings, tmp_path)
@@ -95,7 +95,7 @@ def test_a_full_disk_while_storing_the_compression_cache_leaves_no_entry(full_at
     import torch
 
     from compressors.report import measure_sparsity
-    from kick_checks.compressed_cache import CompressedCache
+    from kick_checks.model.compressed_cache import CompressedCache
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -143,7 +143,7 @@ def test_the_compression_cache_key_covers_the_shared_compressor_code(tmp_path):
     import sys
 
     from compressors.gptq import GPTQ
-    from kick_checks.compressed_cache import code_hash, compressor_sources
+    from kick_checks.model.compressed_cache import code_hash, compressor_sources
 
     sys.path.insert(0, str(tmp_path))
     try:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from kick_checks.generation import cut_at_stop
-from kick_checks.scoring import exact_match, first_answer_line, normalize_answer
+from kick_checks.engine.generation import cut_at_stop
+from kick_checks.tasks.scoring import exact_match, first_answer_line, normalize_answer
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kick_checks.spec import UNSTRUCTURED, CompressionSpec, Pattern, SpecError, build_spec, parse_pattern
+from compressors.spec import UNSTRUCTURED, CompressionSpec, Pattern, SpecError, build_spec, parse_pattern
 
 
 def test_defaults_are_dense_wanda():

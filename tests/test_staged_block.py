@@ -10,7 +10,7 @@ from compressors.layerwise import _BlockInput, decoder_blocks, linear_layers
 from compressors.masks import per_row_mask, target_count
 from compressors.staged_block import plan_block
 from compressors.statistics import InputNorms
-from kick_checks.calibration import calibration_tokens
+from kick_checks.model.calibration import calibration_tokens
 
 TEXT = " ".join(f"the {word} sat on a mat near {other}." for word in ("cat", "dog", "fox") for other in ("it", "us"))
 

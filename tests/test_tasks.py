@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kick_checks.comparison import compare
-from kick_checks.errors import KickError
+from kick_checks.engine.likelihood import Continuation, continuation_likelihoods, prefix_ids
+from kick_checks.errors import KickError, KickWarning
+from kick_checks.gate.comparison import compare
+from kick_checks.gate.tolerance import Tolerance
 from kick_checks.judge import Judgment
-from kick_checks.likelihood import Continuation, continuation_likelihoods, prefix_ids
 from kick_checks.tasks import TaskOptions, TaskSkipped, get_task
-from kick_checks.tasks.base import ItemOutcome, TaskResult
 from kick_checks.tasks.multiple_choice import MultipleChoice, build_prefix
+from kick_checks.tasks.protocol import ACCURACY, JUDGE_SCORE, PERPLEXITY, ROUGE_L, ItemOutcome, TaskResult
 from kick_checks.tasks.summarization import rouge_l
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -71,11 +72,14 @@ def test_multiple_choice_on_the_tiny_model(tiny_loaded, tmp_path):
     ]
     data = tmp_path / "mc.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    result = get_task("multiple_choice").run(tiny_loaded.model, tiny_loaded.tokenizer, TaskOptions(data_path=data))
-    assert result.metric == "accuracy" and result.n == 6
+    with pytest.warns(KickWarning, match="1 of 1 subjects run with fewer than 5 shots"):
+        result = get_task("multiple_choice").run(tiny_loaded.model, tiny_loaded.tokenizer,
+                                                 TaskOptions(data_path=data))
+    assert result.metric == ACCURACY and result.n == 6
     assert all(item.prediction[0] in "ABCD" and item.prediction[1:3] == ": " for item in result.items)
-    assert result.by_category().keys() == {"colours"}
-    assert result.fingerprint["decoding"] == {"scoring": "loglik/char", "shots": 5}
+    assert {item.category for item in result.items} == {"colours"}
+    # the file has no dev split: the shots actually used (none) are in the fingerprint, with a warning
+    assert result.fingerprint["decoding"] == {"scoring": "loglik/char", "shots": 5, "shots_used": {"colours": 0}}
 
 
 def test_shots_are_dropped_to_fit_the_context(tiny_loaded):
@@ -105,7 +109,7 @@ def test_perplexity_is_exp_of_the_mean_window_loss(tiny_loaded, tmp_path):
     text.write_text(" = Colours = \n \n" + " The red cat sat with the blue dog . \n" * 40)
     task = get_task("perplexity")
     result = task.run(tiny_loaded.model, tiny_loaded.tokenizer, TaskOptions(data_path=text, ppl_seqlen=32))
-    assert result.metric == "perplexity" and not result.higher_is_better
+    assert result.metric == PERPLEXITY and not result.higher_is_better
     losses = [item.score for item in result.items]
     assert result.score == pytest.approx(math.exp(sum(losses) / len(losses)))
     ids = tiny_loaded.tokenizer(text.read_text(), add_special_tokens=False)["input_ids"]
@@ -119,17 +123,17 @@ def test_perplexity_is_exp_of_the_mean_window_loss(tiny_loaded, tmp_path):
 
 
 def test_a_perplexity_rise_is_a_loss(tmp_path):
-    from kick_checks.baselines import baseline_path, read_baseline, write_baseline
+    from kick_checks.gate.baselines import baseline_path, read_baseline, write_baseline
 
     def ppl(losses):
-        return TaskResult("perplexity", "perplexity", [ItemOutcome(f"w{i}", loss, "") for i, loss in enumerate(losses)])
+        return TaskResult("perplexity", PERPLEXITY, [ItemOutcome(f"w{i}", loss, "") for i, loss in enumerate(losses)])
 
     path = baseline_path(tmp_path, "m", "perplexity")
     write_baseline(path, ppl([2.0, 2.0]), {"alias": "m"})
-    worse = compare(read_baseline(path), ppl([2.1, 2.2]), 0.05, "wanda 30%")
+    worse = compare(read_baseline(path), ppl([2.1, 2.2]), Tolerance(0.05), "wanda 30%")
     assert worse.dense == pytest.approx(math.exp(2.0)) and worse.compressed == pytest.approx(math.exp(2.15))
-    assert not worse.passed and len(worse.lost) == 2 and "rise" in worse.summary_line()
-    better = compare(read_baseline(path), ppl([1.9, 2.0]), 0.0, "wanda 10%")
+    assert not worse.passed and len(worse.lost) == 2 and "rise" in worse.line()
+    better = compare(read_baseline(path), ppl([1.9, 2.0]), Tolerance(0.0), "wanda 10%")
     assert better.passed and better.gained == 1
 
 
@@ -147,38 +151,40 @@ class ScriptedJudge:
         self.asked = []
         self.config = type("Config", (), {"model": "scripted-judge"})()
 
-    def _next(self, request):
-        self.asked.append(request)
-        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-
-    def grade_summary(self, article, summary, reference=None):
-        return self._next(("summary", summary, reference))
-
-    def grade_turns(self, turns, answers, references=None):
-        return self._next(("turns", list(turns), list(answers), references))
+    def judge_all(self, prompts, *, what=""):
+        answers = []
+        for messages in prompts:
+            self.asked.append(messages[-1]["content"])
+            answers.append(self.answers.pop(0) if len(self.answers) > 1 else self.answers[0])
+        return answers
 
 
 def test_summarization_without_judge_uses_rouge_and_with_judge_counts_failures(chat_loaded):
     task = get_task("summarization")
     plain = task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions(limit=3))
-    assert plain.metric == "rougeL" and plain.n == 3 and plain.fingerprint["scorer"] == "rougeL-f1"
+    assert plain.metric == ROUGE_L and plain.n == 3 and plain.fingerprint["scorer"] == "rougeL-f1"
     judge = ScriptedJudge([Judgment(7.0, "ok", ""), Judgment(None, "unparsable", "no rating"),
                            Judgment(None, "failed", "500")])
     judged = task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions(limit=3, judge=judge))
-    assert judged.metric == "judge_score" and judged.fingerprint["scorer"] == "judge:scripted-judge"
+    assert judged.metric == JUDGE_SCORE and judged.fingerprint["scorer"] == "judge:scripted-judge"
     assert [item.score for item in judged.items] == [7.0]
     assert judged.problems == {"judge_unparsable": 1, "judge_failed": 1}
-    assert len(judge.asked) == 3 and all(request[2] for request in judge.asked)  # graded against references
+    assert len(judge.asked) == 3 and all("<reference_summary>" in prompt for prompt in judge.asked)
 
 
-def test_instruction_following_needs_a_judge_and_keeps_the_history(chat_loaded):
+def test_instruction_following_scores_against_references_or_by_judge_and_keeps_the_history(chat_loaded, tmp_path):
     task = get_task("instruction_following")
-    with pytest.raises(TaskSkipped, match="--kick-judge-model"):
-        task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions())
+    offline = task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions(limit=2))
+    assert offline.metric == ROUGE_L and offline.fingerprint["scorer"] == "rougeL-f1/reference"
+    assert offline.n == 4 and all(0.0 <= item.score <= 1.0 and item.gold for item in offline.items)
     judge = ScriptedJudge([Judgment(6.0, "ok", "")])
     result = task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions(limit=2, judge=judge))
-    assert result.n == 4 and {item.id.split(".")[1] for item in result.items} == {"t1", "t2"}
-    second_turns = [request for request in judge.asked if len(request[1]) == 2]
-    assert len(second_turns) == 2
-    for _, turns, answers, references in second_turns:
-        assert len(turns) == len(answers) == 2 and references is not None and len(references) == 2
+    assert result.metric == JUDGE_SCORE and result.n == 4
+    assert {item.id.split(".")[1] for item in result.items} == {"t1", "t2"}
+    second_turns = [prompt for prompt in judge.asked if '<turn number="2"' in prompt]
+    assert len(second_turns) == 2  # the second turn is graded with the first as context, both references shown
+    assert all(prompt.count("<reference_answer") == 2 and '<turn number="1">' in prompt for prompt in second_turns)
+    no_references = tmp_path / "question.jsonl"
+    no_references.write_text(json.dumps({"question_id": 1, "category": "x", "turns": ["Say hi."]}) + "\n")
+    with pytest.raises(TaskSkipped, match="no reference answers to score against without a judge.*--kick-judge-model"):
+        task.run(chat_loaded.model, chat_loaded.tokenizer, TaskOptions(data_path=no_references))

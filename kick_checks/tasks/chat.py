@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from kick_checks.batching import choose_batch_size
+from kick_checks.engine.batching import choose_batch_size
+from kick_checks.engine.generation import generation_engine, greedy_generate
 from kick_checks.errors import KickError
-from kick_checks.generation import generation_engine, greedy_generate
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ compression has knowledge to lose. Rows: ``{"id", "question", "answers": [canoni
 
 from __future__ import annotations
 
-from kick_checks.tasks.base import TaskOptions, TaskResult, load_rows
-from kick_checks.tasks.qa import QAItem, QAShot, ShortAnswerQA
+from kick_checks.datasets import freebaseqa
+from kick_checks.datasets.common import kick_jsonl_reader
+from kick_checks.tasks.data import TaskData, load_rows
+from kick_checks.tasks.protocol import EXACT_MATCH, Task, TaskOptions, TaskResult
+from kick_checks.tasks.qa import QAShot, ShortAnswerQA, qa_items
 
 PROMPT_VERSION = "factoid-fewshot-1"
 SHOTS = (
@@ -15,35 +18,28 @@ SHOTS = (
     QAShot("Which planet is closest to the Sun?", "Mercury"),
     QAShot("Who wrote the play Romeo and Juliet?", "William Shakespeare"),
 )
+FIELDS = ("id", "question", "answers")
 
 
-def qa_items(rows: list[dict]) -> list[QAItem]:
-    return [
-        QAItem(
-            id=str(row["id"]),
-            question=row["question"],
-            answers=tuple(row["answers"]),
-            passage=row.get("passage"),
-            category=row.get("category") or row.get("topic") or "",
-        )
-        for row in rows
-    ]
-
-
-class FactoidQA:
-    key = "factoid_qa"
-    data_name = "factoid_qa"
+class FactoidQA(Task):
+    name = "factoid_qa"
+    required_fields = FIELDS
     bundled_file = "factoid_qa.jsonl"
-    metric = "exact_match"
+    readers = (kick_jsonl_reader("factoid_qa", FIELDS), freebaseqa.READER)
+    metric = EXACT_MATCH
+    tags = ("knowledge",)
 
-    def __init__(self) -> None:
+    def __init__(self, variant: str | None = None) -> None:
+        super().__init__(variant)
         self.engine = ShortAnswerQA(self.key, with_passage=False, shots=SHOTS, prompt_version=PROMPT_VERSION)
 
     def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
-        data = load_rows(self.data_name, options, self.bundled_file, ("id", "question", "answers"))
-        fingerprint = {
-            "task_data": data.sha256,
-            "data_source": data.source,
-            "prompt_version": PROMPT_VERSION,
-        }
+        data = load_rows(self, options)
+        fingerprint = {**self.fingerprint_of(data), "data_source": data.source}
         return self.engine.evaluate(model, tokenizer, qa_items(data.rows), fingerprint, options.batch_size)
+
+    def fingerprint_of(self, data: TaskData) -> dict:
+        return {"task_data": data.sha256, "prompt_version": PROMPT_VERSION}
+
+    def expected_fingerprint(self, options: TaskOptions) -> dict:
+        return self.fingerprint_of(load_rows(self, options))

@@ -16,20 +16,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from kick_checks.batching import choose_batch_size
-from kick_checks.errors import KickError
-from kick_checks.likelihood import Continuation, continuation_likelihoods, encode
-from kick_checks.tasks.base import ItemOutcome, TaskOptions, TaskResult, load_rows, read_bundled_jsonl
+from kick_checks.datasets import mmlu
+from kick_checks.datasets.common import kick_jsonl_reader, resolve_data_source
+from kick_checks.engine.batching import choose_batch_size
+from kick_checks.engine.likelihood import Continuation, continuation_likelihoods, encode
+from kick_checks.errors import KickError, KickWarning
+from kick_checks.tasks.data import load_rows, read_bundled_jsonl
+from kick_checks.tasks.protocol import ACCURACY, ItemOutcome, Task, TaskOptions, TaskResult
 
-log = logging.getLogger("kick_checks")
 PROMPT_VERSION = "mc-cloze-1"
 LETTERS = "ABCD"
 REQUIRED = ("id", "subject", "question", "choices", "answer")
+
+
+def _four_choices(row: dict, where: str) -> None:
+    if len(row["choices"]) != 4 or row["answer"] not in LETTERS:
+        raise KickError(f"{where} needs 4 choices and an answer letter A-D: expected our multiple_choice JSON lines")
 
 
 @dataclass(frozen=True)
@@ -74,16 +81,20 @@ class SubjectGroup:
     prefix: str
     items: list[ChoiceItem]
     requests: list[Continuation]
+    shots: int = 0
 
 
-class MultipleChoice:
-    key = "multiple_choice"
-    data_name = "multiple_choice"
-    metric = "accuracy"
-    bundled_test = "multiple_choice_test.jsonl"
-    bundled_dev = "multiple_choice_dev.jsonl"
+class MultipleChoice(Task):
+    name = "multiple_choice"
+    required_fields = REQUIRED
+    bundled_file = "multiple_choice_test.jsonl"
+    bundled_shots_file = "multiple_choice_dev.jsonl"
+    readers = (kick_jsonl_reader("multiple_choice", REQUIRED, _four_choices), mmlu.READER)
+    metric = ACCURACY
+    tags = ("knowledge",)
 
-    def __init__(self, shots: int = 5, batch_size: int = 16) -> None:
+    def __init__(self, variant: str | None = None, shots: int = 5, batch_size: int = 16) -> None:
+        super().__init__(variant)
         self.shots = shots
         self.batch_size = batch_size
 
@@ -93,9 +104,9 @@ class MultipleChoice:
         Shots come from the bundled dev file, or from the dev split of a real MMLU folder given with
         ``--kick-data multiple_choice=PATH``; a user's JSONL file without a dev split runs 0-shot.
         """
-        test_data = load_rows(self.data_name, options, self.bundled_test, REQUIRED)
+        test_data = load_rows(self, options)
         if options.data_path is None:
-            dev_rows = read_bundled_jsonl(self.bundled_dev, REQUIRED).rows
+            dev_rows = read_bundled_jsonl(self.bundled_shots_file, REQUIRED).rows
         else:
             dev_rows = self._real_dev_rows(options.data_path)
         items = [ChoiceItem.from_row(row, test_data.source) for row in test_data.rows]
@@ -108,16 +119,14 @@ class MultipleChoice:
 
     @staticmethod
     def _real_dev_rows(path: Path) -> list[dict]:
-        from kick_checks.loaders import load_mmlu, resolve_data_source
-
+        """The dev split beside a real MMLU test set; none for a JSONL file or a folder without one (the subjects
+        then run with fewer shots, which the fingerprint and a warning say)."""
         path = resolve_data_source(str(path), "MMLU data")
         if Path(path).suffix == ".jsonl":
-            log.info("multiple_choice: %s has no dev split, running 0-shot", path)
             return []
         try:
-            return load_mmlu(path, split="dev")
+            return mmlu.load_mmlu(path, split="dev")
         except KickError:
-            log.info("multiple_choice: no dev split found in %s, running 0-shot", path)
             return []
 
     def subject_groups(self, model, tokenizer, items: list[ChoiceItem],
@@ -134,7 +143,7 @@ class MultipleChoice:
                                         subject_items, context_limit)
             requests = [Continuation(question_block(item.question), f" {choice}")
                         for item in subject_items for choice in item.choices]
-            groups.append(SubjectGroup(subject, build_prefix(subject, shots), subject_items, requests))
+            groups.append(SubjectGroup(subject, build_prefix(subject, shots), subject_items, requests, len(shots)))
         return groups
 
     @staticmethod
@@ -147,7 +156,16 @@ class MultipleChoice:
         started = time.perf_counter()
         items, dev_shots, data_hash = self.load(options)
         outcomes: list[ItemOutcome] = []
-        for group in self.subject_groups(model, tokenizer, items, dev_shots):
+        groups = self.subject_groups(model, tokenizer, items, dev_shots)
+        fewer = {group.subject: group.shots for group in groups if group.shots < self.shots}
+        if fewer:
+            source = options.data_path or "the bundled dev set"
+            warnings.warn(KickWarning(
+                f"multiple_choice: {len(fewer)} of {len(groups)} subjects run with fewer than {self.shots} shots "
+                f"({', '.join(f'{subject} {count}' for subject, count in sorted(fewer.items())[:5])}"
+                f"{', ...' if len(fewer) > 5 else ''}): {source} lacks their dev examples, or they do not fit the "
+                "context; the shots used are in the fingerprint"), stacklevel=2)
+        for group in groups:
             longest = max((request.context + request.continuation for request in group.requests), key=len)
             batch_size = choose_batch_size(options.batch_size, self.batch_size, model,
                                            len(tokenizer(group.prefix + longest).input_ids), all_logits=True)
@@ -159,16 +177,24 @@ class MultipleChoice:
                 position += len(item.choices)
                 chosen = self.chosen_option(item, [option.logprob for option in option_scores])
                 outcomes.append(ItemOutcome(item.id, float(chosen == item.answer),
-                                            f"{LETTERS[chosen]}: {item.choices[chosen]}", group.subject))
+                                            f"{LETTERS[chosen]}: {item.choices[chosen]}", group.subject,
+                                            item.question, f"{LETTERS[item.answer]}: {item.choices[item.answer]}"))
         order = {item.id: index for index, item in enumerate(items)}
         outcomes.sort(key=lambda outcome: order[outcome.id])
+        decoding = {"scoring": "loglik/char", "shots": self.shots, **({"shots_used": fewer} if fewer else {})}
         fingerprint = {
-            "task_data": data_hash,
-            "data_source": str(options.data_path) if options.data_path else f"bundled:{self.bundled_test}",
-            "prompt_version": PROMPT_VERSION,
-            "decoding": {"scoring": "loglik/char", "shots": self.shots},
+            **self.fingerprint_of(data_hash),
+            "data_source": str(options.data_path) if options.data_path else f"bundled:{self.bundled_file}",
+            "decoding": decoding,
         }
         return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started)
+
+    @staticmethod
+    def fingerprint_of(data_hash: str) -> dict:
+        return {"task_data": data_hash, "prompt_version": PROMPT_VERSION}
+
+    def expected_fingerprint(self, options: TaskOptions) -> dict:
+        return self.fingerprint_of(self.load(options)[2])
 
     def _fitting_shots(self, tokenizer, subject, shots, items, context_limit) -> list[ChoiceItem]:
         """Drop shots (last first) until the longest question with its longest option fits the context."""

@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from importlib import resources
 
 import torch
 
+from kick_checks.datasets import wikitext
 from kick_checks.errors import KickError
-from kick_checks.tasks.base import ItemOutcome, TaskOptions, TaskResult
+from kick_checks.tasks.data import load_text
+from kick_checks.tasks.protocol import PERPLEXITY, ItemOutcome, Task, TaskOptions, TaskResult
 
 PROMPT_VERSION = "ppl-windows-1"
 DEFAULT_MAX_SEQLEN = 2048
@@ -35,22 +36,16 @@ def window_seqlen(model, requested: int | None) -> int:
     return requested
 
 
-class Perplexity:
-    key = "perplexity"
-    data_name = "perplexity"
-    metric = "perplexity"
+class Perplexity(Task):
+    name = "perplexity"
     bundled_file = "perplexity.txt"
-
-    def text(self, options: TaskOptions) -> tuple[str, str]:
-        if options.data_path is None:
-            return resources.files("kick_checks.data").joinpath(self.bundled_file).read_text("utf-8"), "bundled"
-        from kick_checks.loaders import load_task_data
-
-        return load_task_data(self.data_name, str(options.data_path)), str(options.data_path)
+    readers = (wikitext.READER,)
+    metric = PERPLEXITY
+    tags = ("language-modelling",)
 
     def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
         started = time.perf_counter()
-        text, source = self.text(options)
+        text, source = load_text(self, options)
         seqlen = window_seqlen(model, options.ppl_seqlen)
         ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
         count = len(ids) // seqlen
@@ -68,9 +63,15 @@ class Perplexity:
                 loss = model(input_ids=window, labels=window).loss.float().item()
                 outcomes.append(ItemOutcome(f"window-{index:04d}", loss, f"ppl {math.exp(loss):.3f}"))
         fingerprint = {
-            "task_data": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            **self.fingerprint_of(text),
             "data_source": source,
-            "prompt_version": PROMPT_VERSION,
             "decoding": {"seqlen": seqlen, "windows": count},
         }
         return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started)
+
+    @staticmethod
+    def fingerprint_of(text: str) -> dict:
+        return {"task_data": hashlib.sha256(text.encode("utf-8")).hexdigest(), "prompt_version": PROMPT_VERSION}
+
+    def expected_fingerprint(self, options: TaskOptions) -> dict:
+        return self.fingerprint_of(load_text(self, options)[0])

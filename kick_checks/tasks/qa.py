@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from kick_checks.batching import choose_batch_size
-from kick_checks.generation import generation_engine, greedy_generate
-from kick_checks.scoring import exact_match, first_answer_line
-from kick_checks.tasks.base import ItemOutcome, TaskResult
+from kick_checks.engine.batching import choose_batch_size
+from kick_checks.engine.generation import generation_engine, greedy_generate
+from kick_checks.tasks.protocol import EXACT_MATCH, ItemOutcome, Metric, TaskResult
+from kick_checks.tasks.scoring import exact_match, first_answer_line
 
 INSTRUCTION = "Answer each question with a short answer."
 
@@ -24,6 +24,20 @@ class QAItem:
     answers: tuple[str, ...]
     passage: str | None = None
     category: str = ""
+
+
+def qa_items(rows: list[dict]) -> list[QAItem]:
+    """Items of our factoid and retrieval schemas (``passage`` only in the second)."""
+    return [
+        QAItem(
+            id=str(row["id"]),
+            question=row["question"],
+            answers=tuple(row["answers"]),
+            passage=row.get("passage"),
+            category=row.get("category") or row.get("topic") or "",
+        )
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,7 @@ class ShortAnswerQA:
     shots: tuple[QAShot, ...]
     prompt_version: str
     decoding: Decoding = field(default_factory=Decoding)
-    metric: str = "exact_match"
+    metric: Metric = EXACT_MATCH
 
     def evaluate(self, model, tokenizer, items: list[QAItem], fingerprint: dict,
                  batch_size: int | str | None = None) -> TaskResult:
@@ -92,5 +106,5 @@ class ShortAnswerQA:
         for item, text in zip(items, generated):
             prediction = first_answer_line(text)
             score = float(exact_match(prediction, list(item.answers)))
-            outcomes.append(ItemOutcome(item.id, score, prediction, item.category))
+            outcomes.append(ItemOutcome(item.id, score, prediction, item.category, item.question, item.answers[0]))
         return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started)

@@ -8,9 +8,11 @@ this project.
 
 from __future__ import annotations
 
-from kick_checks.tasks.base import TaskOptions, TaskResult, load_rows
-from kick_checks.tasks.factoid_qa import qa_items
-from kick_checks.tasks.qa import Decoding, QAShot, ShortAnswerQA
+from kick_checks.datasets import triviaqa
+from kick_checks.datasets.common import kick_jsonl_reader
+from kick_checks.tasks.data import TaskData, load_rows
+from kick_checks.tasks.protocol import EXACT_MATCH, Task, TaskOptions, TaskResult
+from kick_checks.tasks.qa import Decoding, QAShot, ShortAnswerQA, qa_items
 
 PROMPT_VERSION = "retrieval-fewshot-1"
 SHOTS = (
@@ -27,19 +29,19 @@ SHOTS = (
         "sheets, which turned green as they weathered over the following decades.",
     ),
 )
-VARIANTS = ("closed_book", "open_book")
+FIELDS = ("id", "passage", "question", "answers")
 
 
-class RetrievalQA:
-    data_name = "retrieval_qa"
+class RetrievalQA(Task):
+    name = "retrieval_qa"
+    variants = ("closed_book", "open_book")
+    required_fields = FIELDS
     bundled_file = "retrieval_qa.jsonl"
-    metric = "exact_match"
+    readers = (kick_jsonl_reader("retrieval_qa", FIELDS), triviaqa.READER)
+    metric = EXACT_MATCH
 
-    def __init__(self, variant: str) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"retrieval_qa variant must be one of {VARIANTS}")
-        self.variant = variant
-        self.key = f"retrieval_qa.{variant}"
+    def __init__(self, variant: str | None = None) -> None:
+        super().__init__(variant)
         self.engine = ShortAnswerQA(
             self.key,
             with_passage=variant == "open_book",
@@ -48,11 +50,18 @@ class RetrievalQA:
             decoding=Decoding(max_new_tokens=24),
         )
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Closed book asks what the model knows; open book what it can read from its context."""
+        return ("knowledge",) if self.variant == "closed_book" else ("in-context",)
+
     def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
-        data = load_rows(self.data_name, options, self.bundled_file, ("id", "passage", "question", "answers"))
-        fingerprint = {
-            "task_data": data.sha256,
-            "data_source": data.source,
-            "prompt_version": f"{PROMPT_VERSION}/{self.variant}",
-        }
+        data = load_rows(self, options)
+        fingerprint = {**self.fingerprint_of(data), "data_source": data.source}
         return self.engine.evaluate(model, tokenizer, qa_items(data.rows), fingerprint, options.batch_size)
+
+    def fingerprint_of(self, data: TaskData) -> dict:
+        return {"task_data": data.sha256, "prompt_version": f"{PROMPT_VERSION}/{self.variant}"}
+
+    def expected_fingerprint(self, options: TaskOptions) -> dict:
+        return self.fingerprint_of(load_rows(self, options))

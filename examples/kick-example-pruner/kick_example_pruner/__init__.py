@@ -14,7 +14,7 @@ from torch import nn
 
 from compressors.layerwise import walk_blocks
 from compressors.masks import per_row_mask, target_count
-from kick_checks.spec import CompressionSpec
+from compressors.spec import CompressionSpec
 
 
 class RowMagnitude:

@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 from compressors.layerwise import compressible_layers
+from compressors.spec import CompressionSpec
 from kick_checks.errors import KickError
-from kick_checks.gptq_checkpoint import PACKABLE_BITS, checkpoint_format, pack_layer
-from kick_checks.models import LoadedModel, load_model
+from kick_checks.export.gptq_checkpoint import PACKABLE_BITS, checkpoint_format, pack_layer
+from kick_checks.model.loading import LoadedModel, load_model
 from kick_checks.session import KickSession
 from kick_checks.settings import RunSettings
-from kick_checks.spec import CompressionSpec
 
 INSTALL_HINT = "pip install 'kick-checks[export]'"
 PROBE = "The capital of France is Paris. The largest planet in the solar system is"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from kick_checks.kv_cache import cache_keyword, returned_cache
-from kick_checks.progress import progress
+from compressors.progress import progress
+from kick_checks.engine.kv_cache import cache_keyword, returned_cache
 
 
 @dataclass(frozen=True)

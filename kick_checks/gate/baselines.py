@@ -1,4 +1,4 @@
-"""Stored dense baselines: one JSON file per model and task, with a schema version and a fingerprint.
+"""Stored dense baseline files: one JSON file per model and task, with a schema version and a fingerprint.
 
 ``baselines/<model-alias>/<task>.json`` holds the aggregate score, n, every item's score and prediction, and
 the fingerprint of what produced it (model, task data hash, prompt version, decoding settings, dtype,
@@ -15,20 +15,20 @@ from pathlib import Path
 from kick_checks import __version__
 from kick_checks.atomic import write_text_atomically
 from kick_checks.errors import KickError
-from kick_checks.tasks.base import ItemOutcome, TaskResult
+from kick_checks.tasks.protocol import ItemOutcome, Metric, TaskResult, metric_from
 
 SCHEMA_VERSION = 1
 UPDATE_HINT = "pytest -m kick --kick-update-baselines"
 #: Fingerprint fields that must match for a baseline to be comparable. The package version is recorded
 #: but not compared, so a release does not invalidate every stored baseline.
-_MODEL_FIELDS = ("alias", "source", "name", "sha256", "revision", "dtype")
-_TASK_FIELDS = ("task_data", "prompt_version", "decoding", "scorer")
+MODEL_FIELDS = ("alias", "source", "name", "sha256", "revision", "dtype")
+TASK_FIELDS = ("task_data", "prompt_version", "decoding", "scorer")
 
 
 @dataclass
 class Baseline:
     task: str
-    metric: str
+    metric: Metric
     score: float
     items: list[ItemOutcome]
     fingerprint: dict
@@ -49,8 +49,8 @@ def baseline_path(directory: Path, model_alias: str, task_key: str) -> Path:
 
 def baseline_fingerprint(model_fingerprint: dict, task_fingerprint: dict) -> dict:
     return {
-        "model": {key: model_fingerprint[key] for key in _MODEL_FIELDS if key in model_fingerprint},
-        **{key: task_fingerprint[key] for key in _TASK_FIELDS if key in task_fingerprint},
+        "model": {key: model_fingerprint[key] for key in MODEL_FIELDS if key in model_fingerprint},
+        **{key: task_fingerprint[key] for key in TASK_FIELDS if key in task_fingerprint},
         "kick_checks_version": __version__,
     }
 
@@ -60,7 +60,7 @@ def write_baseline(path: Path, result: TaskResult, model_fingerprint: dict) -> P
     document = {
         "schema": SCHEMA_VERSION,
         "task": result.task,
-        "metric": result.metric,
+        "metric": result.metric.name,
         "score": result.score,
         "n": result.n,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -97,7 +97,7 @@ def read_baseline(path: Path) -> Baseline:
         ]
         return Baseline(
             task=document["task"],
-            metric=document["metric"],
+            metric=metric_from(document["metric"]),
             score=float(document["score"]),
             items=items,
             fingerprint=document["fingerprint"],
@@ -108,14 +108,16 @@ def read_baseline(path: Path) -> Baseline:
         raise KickError(f"baseline {path} is malformed ({error}): re-record it with {UPDATE_HINT}") from None
 
 
-def fingerprint_changes(stored: dict, current: dict) -> list[str]:
-    """Human-readable differences between two baseline fingerprints (empty when they match)."""
+def fingerprint_changes(stored: dict, current: dict, task_fields: tuple[str, ...] = TASK_FIELDS,
+                        model_fields: tuple[str, ...] = MODEL_FIELDS) -> list[str]:
+    """Human-readable differences between two baseline fingerprints (empty when they match). A check made before
+    the model runs compares only the ``model_fields`` and ``task_fields`` already known."""
     changes = []
     stored_model, current_model = stored.get("model", {}), current.get("model", {})
-    for key in _MODEL_FIELDS:
+    for key in model_fields:
         if stored_model.get(key) != current_model.get(key):
             changes.append(f"model {key}: {stored_model.get(key)!r} -> {current_model.get(key)!r}")
-    for key in _TASK_FIELDS:
+    for key in task_fields:
         if stored.get(key) != current.get(key):
             changes.append(f"{key}: {stored.get(key)!r} -> {current.get(key)!r}")
     return changes

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import kick_checks
 from kick_checks.atomic import write_text_atomically
-from kick_checks.comparison import Comparison
 
 
 def run_document(session) -> dict:
@@ -21,32 +20,9 @@ def run_document(session) -> dict:
     import torch
     import transformers
 
-    tasks = []
-    for outcome in session.outcomes:
-        result = session.results.get(outcome.task)
-        entry: dict = {"task": outcome.task}
-        if isinstance(outcome, Comparison):
-            entry.update(
-                verdict="pass" if outcome.passed else "fail",
-                metric=outcome.metric,
-                dense=outcome.dense,
-                compressed=outcome.compressed,
-                relative_loss=outcome.relative_drop,
-                tolerance=outcome.tolerance,
-                tolerance_kind=outcome.tolerance_kind,
-                tolerance_text=outcome.tolerance_text,
-                n=outcome.n,
-                lost=[item.id for item in outcome.lost],
-                gained=outcome.gained,
-                baseline=outcome.baseline_path,
-                categories={name: {"dense": d, "compressed": c} for name, (d, c) in outcome.categories.items()},
-            )
-        else:
-            entry.update(verdict="recorded", metric=result.metric if result else None, dense=outcome.score,
-                         n=outcome.n, baseline=str(outcome.path))
-        if result is not None:
-            entry["result"] = result.to_dict()
-        tasks.append(entry)
+    from kick_checks.tasks import get_task
+
+    tasks = [{**outcome.to_report(), "tags": list(get_task(outcome.task).tags)} for outcome in session.outcomes]
     return {
         "kick_checks_version": kick_checks.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -60,7 +36,7 @@ def run_document(session) -> dict:
         "model": session.model_fingerprint(),
         "spec": session.settings.spec.to_dict(),
         "spec_label": session.settings.spec.label(),
-        "judge_model": session.settings.judge_model,
+        "judge_model": session.settings.judge.model,
         "compression": session.compression.to_dict() if session.compression else None,
         "tasks": tasks,
     }

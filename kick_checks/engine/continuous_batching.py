@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 
-from kick_checks.kv_cache import cache_keyword, reserved_cache, returned_cache
+from kick_checks.engine.kv_cache import cache_keyword, reserved_cache, returned_cache
 
 REFILL_SHARE = 0.5
 ENGINE = "continuous-batching-2"
@@ -109,7 +109,7 @@ class _Batch:
 
     def merge(self, other: _Batch, reserve: int) -> _Batch:
         """This batch and ``other`` as one, the shorter cache padded with masked columns on the left; the cache
-        keeps room for ``reserve`` more tokens (see :func:`kick_checks.kv_cache.reserved_layer_type`)."""
+        keeps room for ``reserve`` more tokens (see :func:`kick_checks.engine.kv_cache.reserved_layer_type`)."""
         mine, theirs = _plain_layers(self.cache), _plain_layers(other.cache)
         width = max(self.mask.shape[1], other.mask.shape[1])
         pad_mine, pad_theirs = width - self.mask.shape[1], width - other.mask.shape[1]

@@ -1,4 +1,4 @@
-"""The real-format loaders: small hand-made files in each published format, the bad inputs they must name, and
+"""The real-format dataset readers: small hand-made files in each published format, the bad inputs they must name, and
 the real benchmark files in ../shared/data (skipped when that folder is absent)."""
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 
-from kick_checks.errors import KickError
-from kick_checks.loaders import (
+from kick_checks.datasets import (
     load_cnn_dailymail,
     load_freebaseqa,
     load_mmlu,
     load_mt_bench,
-    load_task_data,
     load_triviaqa,
     load_vicuna_bench,
     load_wikitext2,
     sample_rows,
 )
+from kick_checks.errors import KickError
+from kick_checks.tasks import load_task_data
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 BUNDLED = Path(__file__).parents[1] / "kick_checks" / "data"
@@ -291,7 +291,6 @@ def test_mmlu_hugging_face_saved_to_disk(tmp_path):
 def test_a_hub_dataset_name_is_fetched_once_cached_and_read_by_the_real_loader(tmp_path, monkeypatch):
     import datasets
 
-    from kick_checks.loaders import load_task_data
 
     calls = []
 
@@ -365,7 +364,7 @@ TRIVIA_HF = [
 
 def test_triviaqa_hugging_face_rows_passages_and_drops(tmp_path, caplog):
     file = write_jsonl(tmp_path / "validation.jsonl", TRIVIA_HF)
-    with caplog.at_level(logging.WARNING, logger="kick_checks.loaders"):
+    with caplog.at_level(logging.WARNING, logger="kick_checks.datasets"):
         rows = load_triviaqa(file, max_passage_words=5)
     assert rows == [
         {

@@ -36,3 +36,12 @@ def exact_match(prediction: str, answers: list[str]) -> bool:
     if not predicted:
         return False
     return any(predicted == normalize_answer(alias) for alias in answers if normalize_answer(alias))
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F1 of a generated text against a reference (stemmed); an empty prediction scores 0."""
+    from rouge_score import rouge_scorer
+
+    if not prediction.strip():
+        return 0.0
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(reference, prediction)["rougeL"].fmeasure

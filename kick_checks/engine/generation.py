@@ -1,6 +1,6 @@
 """Batched greedy generation that returns only what the model generated.
 
-Two engines give the same kind of answer: :mod:`kick_checks.continuous_batching` (shared prefix, continuous
+Two engines give the same kind of answer: :mod:`kick_checks.engine.continuous_batching` (shared prefix, continuous
 batching) for every model whose key-value cache is a plain per-layer cache, and transformers' ``generate`` in
 static length-sorted batches for the rest (sliding-window, recurrent and hybrid layers). Which one ran is part of
 the generation fingerprint (:func:`generation_engine`), since the two batch rows differently and low-precision
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from kick_checks.continuous_batching import ENGINE as CONTINUOUS_ENGINE
-from kick_checks.continuous_batching import continuous_greedy, plain_cache_for
+from compressors.progress import progress, progress_bar
+from kick_checks.engine.continuous_batching import ENGINE as CONTINUOUS_ENGINE
+from kick_checks.engine.continuous_batching import continuous_greedy, plain_cache_for
 from kick_checks.errors import KickError
-from kick_checks.progress import progress, progress_bar
 
 STATIC_ENGINE = "transformers-generate"
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
+from compressors.progress import note
 from kick_checks.errors import KickError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -100,6 +101,11 @@ def resolve_model(name: str | None) -> ModelRef:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise KickError(f"--kick-model {name}: no such GGUF file; check the path")
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+        if magic != b"GGUF":
+            raise KickError(f"--kick-model {name} is not a GGUF file (it does not start with the bytes 'GGUF'): check "
+                            "the path, or download the file again")
         return ModelRef(baseline_alias(path.stem), "gguf", str(path.parent.resolve()), path.name)
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -201,16 +207,22 @@ def _sampled_directory_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _converted_folder(ref: ModelRef, cache_dir: Path) -> Path:
+    """Where a GGUF model's conversion is cached: keyed by the file's path, size and modification time."""
+    gguf_path = Path(ref.location) / ref.gguf_file
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir / "models" / f"{ref.alias}-{key}"
+
+
 def _converted_gguf_dir(ref: ModelRef, cache_dir: Path) -> tuple[Path, str]:
     """Dequantize a GGUF model once into ``cache_dir/models/``; return the folder and the GGUF's sha256."""
     gguf_path = Path(ref.location) / ref.gguf_file
-    stat = gguf_path.stat()
-    models_dir = cache_dir / "models"
+    target = _converted_folder(ref, cache_dir)
+    models_dir = target.parent
     models_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = models_dir / f"{ref.alias}-{key}"
     marker = target / _CONVERTED_MARKER
-    with FileLock(str(models_dir / f"{ref.alias}-{key}.lock")):
+    with FileLock(str(models_dir / f"{target.name}.lock")):
         if marker.is_file():
             try:
                 return target, json.loads(marker.read_text())["gguf_sha256"]
@@ -220,6 +232,7 @@ def _converted_gguf_dir(ref: ModelRef, cache_dir: Path) -> tuple[Path, str]:
             shutil.rmtree(target, ignore_errors=True)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        note(f"converting {ref.gguf_file} to safetensors once (it is cached in {models_dir})")
         sha256 = file_sha256(gguf_path)
         tokenizer = AutoTokenizer.from_pretrained(ref.location, gguf_file=ref.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(ref.location, gguf_file=ref.gguf_file, dtype=torch.float32)
@@ -240,6 +253,43 @@ def _converted_gguf_dir(ref: ModelRef, cache_dir: Path) -> tuple[Path, str]:
         return target, sha256
 
 
+def model_identity(ref: ModelRef, dtype: str, cache_dir: Path | None = None) -> dict:
+    """The model's fingerprint fields that are known without loading it (a hub model's revision is not), so its
+    baselines can be checked before any model work."""
+    identity: dict = {"alias": ref.alias, "source": ref.kind, "dtype": dtype}
+    if ref.kind in ("embedded", "gguf"):
+        gguf_path = Path(ref.location) / ref.gguf_file
+        marker = _converted_folder(ref, cache_dir or default_cache_dir()) / _CONVERTED_MARKER
+        try:
+            sha256 = json.loads(marker.read_text())["gguf_sha256"]
+        except (OSError, ValueError, KeyError):
+            sha256 = file_sha256(gguf_path)
+        identity.update(name=ref.gguf_file, sha256=sha256)
+    elif ref.kind == "local":
+        identity.update(name=Path(ref.location).name, sha256=_sampled_directory_hash(Path(ref.location)))
+    else:
+        identity["name"] = ref.location
+    return identity
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _check_local_config(folder: Path) -> None:
+    """A saved model's ``config.json`` must be a JSON object that names its architecture."""
+    config = folder / "config.json"
+    try:
+        document = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise KickError(f"--kick-model {folder}: {config} is not valid JSON ({_first_line(error)}): fix it, or save "
+                        "the model again with save_pretrained") from None
+    if not isinstance(document, dict) or "model_type" not in document:
+        raise KickError(f"--kick-model {folder}: {config} has no model_type, so transformers cannot tell the "
+                        "architecture: save the model again with save_pretrained") from None
+
+
 def load_model(
     ref: ModelRef,
     *,
@@ -247,17 +297,26 @@ def load_model(
     device: str,
     cache_dir: Path | None = None,
 ) -> LoadedModel:
-    """Load the model and tokenizer, ready for left-padded batched generation."""
+    """Load the model and tokenizer, ready for left-padded batched generation. Every failure to read the model
+    is a one-line :class:`KickError` that says what is wrong with which file."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cache_dir = cache_dir or default_cache_dir()
     fingerprint: dict = {"alias": ref.alias, "source": ref.kind, "dtype": dtype}
     if ref.kind in ("embedded", "gguf"):
-        folder, sha256 = _converted_gguf_dir(ref, cache_dir)
+        gguf_path = Path(ref.location) / ref.gguf_file
+        try:
+            folder, sha256 = _converted_gguf_dir(ref, cache_dir)
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
+            raise KickError(
+                f"cannot read the GGUF file {gguf_path} ({_first_line(error)}): check that it is a complete GGUF "
+                "model file of an architecture transformers reads (a truncated download or another format fails here)"
+            ) from None
         location = str(folder)
         fingerprint.update(name=ref.gguf_file, sha256=sha256)
     elif ref.kind == "local":
         location = ref.location
+        _check_local_config(Path(location))
         fingerprint.update(name=Path(ref.location).name, sha256=_sampled_directory_hash(Path(location)))
     else:
         location = ref.location
@@ -266,12 +325,10 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(location)
         placement = {"device_map": "auto"} if device == DEVICE_MAP else {}
         model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype], **placement)
-    except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise KickError(
-            f"cannot load model {ref.location!r} ({first_line}): check the id or path, or that the Hugging "
-            "Face hub is reachable (HF_HUB_OFFLINE=1 needs a local copy)"
-        ) from None
+    except (OSError, ValueError, KeyError) as error:
+        hint = ("check the id, and that the Hugging Face hub is reachable (HF_HUB_OFFLINE=1 needs a local copy)"
+                if ref.kind == "hub" else f"check the model and tokenizer files in {location}")
+        raise KickError(f"cannot load model {ref.location!r} ({_first_line(error)}): {hint}") from None
     if ref.kind == "hub":
         fingerprint["revision"] = getattr(model.config, "_commit_hash", None) or "unknown"
     if device != DEVICE_MAP:

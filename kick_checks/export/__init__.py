@@ -1,0 +1,1 @@
+"""``kick export``: quantize as the suite does and write a GPTQ checkpoint."""

@@ -1,0 +1,234 @@
+"""Comparing a compressed model's task result with the stored dense baseline, item by item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kick_checks.gate.baselines import UPDATE_HINT, Baseline
+from kick_checks.gate.paired_stats import PairedTest, paired_test
+from kick_checks.gate.tolerance import Tolerance
+from kick_checks.tasks.protocol import ItemOutcome, Metric, TaskResult
+
+SHOWN_LOST_ITEMS = 5
+
+
+@dataclass(frozen=True)
+class LostItem:
+    id: str
+    dense_prediction: str
+    compressed_prediction: str
+
+
+@dataclass
+class Comparison:
+    """Dense vs compressed on the items both have. Only a loss can fail (the gate is one-sided).
+
+    An outcome like :class:`~kick_checks.gate.baselines.Recorded`: both have ``task``, ``verdict``, ``passed``,
+    ``line()`` and ``to_report()``.
+    """
+
+    task: str
+    metric: Metric
+    dense: float
+    compressed: float
+    n: int
+    tolerance: Tolerance
+    spec_label: str
+    baseline_path: str
+    lost: list[LostItem] = field(default_factory=list)
+    gained: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, tuple[float, float]] = field(default_factory=dict)  # dense, compressed per category
+    test: PairedTest | None = None  # McNemar (0/1 scores) or paired bootstrap (graded), one-sided for a loss
+    gate: str = "threshold"  # or "significant": fail only when the loss is also statistically significant
+    result: TaskResult | None = None  # the compressed result compared
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric.higher_is_better
+
+    @property
+    def relative_drop(self) -> float:
+        """Fraction of the dense score that was lost (negative when the compressed model did better). For a
+        lower-is-better metric (perplexity) the loss is the relative rise."""
+        if self.dense <= 0:
+            return 0.0
+        change = (self.dense - self.compressed) / self.dense
+        return change if self.higher_is_better else -change
+
+    @property
+    def recovery(self) -> float:
+        """Compressed as a fraction of dense (for lower-is-better metrics, dense / compressed)."""
+        numerator, denominator = ((self.compressed, self.dense) if self.higher_is_better
+                                  else (self.dense, self.compressed))
+        return numerator / denominator if denominator else 1.0
+
+    @property
+    def absolute_drop(self) -> float:
+        return (self.dense - self.compressed) if self.higher_is_better else (self.compressed - self.dense)
+
+    @property
+    def beyond_tolerance(self) -> bool:
+        return self.tolerance.exceeded(self)
+
+    @property
+    def passed(self) -> bool:
+        if not self.beyond_tolerance:
+            return True
+        return self.gate == "significant" and self.test is not None and not self.test.significant_loss
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if self.passed else "fail"
+
+    @property
+    def possibly_stale(self) -> bool:
+        """Far better than dense: more likely a baseline recorded under other conditions than a better model."""
+        if self.relative_drop >= -self.tolerance.stale_margin:
+            return False
+        if self.test is None:
+            return True
+        low, high = self.test.interval  # of compressed - dense
+        return low > 0 if self.higher_is_better else high < 0
+
+    def line(self) -> str:
+        """The one-line summary the terminal shows."""
+        loss = "drop" if self.higher_is_better else "rise"
+        problems = "".join(f", {count} {name.replace('_', ' ')}" for name, count in self.problems.items())
+        statistics = ""
+        if self.test is not None:
+            low, high = self.test.interval
+            statistics = f", p={self.test.p_value:.2g}, 95% CI of change [{low:+.3f}, {high:+.3f}]"
+        stale = " (far better than dense: is the baseline stale?)" if self.possibly_stale else ""
+        return (
+            f"{self.task}: {self.metric.name} dense {self.dense:.3f} -> {self.compressed:.3f} "
+            f"({loss} {self.relative_drop:+.1%}, tolerance {self.tolerance.text}, n={self.n}{problems}{statistics}) "
+            f"{self.verdict.upper()}{stale}"
+        )
+
+    def failure_message(self) -> str:
+        lines = [
+            f"{self.task} lost more than the tolerance under {self.spec_label}:",
+            f"  {self.metric.name}: dense {self.dense:.3f} -> compressed {self.compressed:.3f} "
+            f"(relative {'drop' if self.higher_is_better else 'rise'} {self.relative_drop:.1%}, absolute "
+            f"{self.absolute_drop:.3g}, recovery {self.recovery:.1%}; tolerance {self.tolerance.text}) "
+            f"on {self.n} items",
+            f"  {len(self.lost)} items lost, {self.gained} gained; baseline {self.baseline_path}",
+        ]
+        if self.test is not None:
+            lines.append(f"  {self.test.describe()}")
+        if self.categories:
+            lines.append("  by category: " + ", ".join(
+                f"{name} {dense:.2f}->{compressed:.2f}" for name, (dense, compressed) in self.categories.items()))
+        for item in self.lost[:SHOWN_LOST_ITEMS]:
+            lines.append(
+                f"  lost {item.id}: dense {item.dense_prediction!r} -> compressed {item.compressed_prediction!r}"
+            )
+        lines.append(
+            "  if this loss is intended, raise the tolerance (--kick-tolerance TASK=VALUE or [tool.kick]); "
+            f"if the dense model changed, re-record with {UPDATE_HINT}"
+        )
+        return "\n".join(lines)
+
+    def junit_properties(self) -> list[tuple[str, str]]:
+        """What ``--junitxml`` records of the check."""
+        return [
+            ("kick_metric", self.metric.name), ("kick_dense", f"{self.dense:.6g}"),
+            ("kick_compressed", f"{self.compressed:.6g}"), ("kick_relative_loss", f"{self.relative_drop:.6g}"),
+            ("kick_tolerance", self.tolerance.text), ("kick_n", str(self.n)),
+        ]
+
+    def to_report(self) -> dict:
+        """This outcome's entry in the JSON report."""
+        entry = {
+            "task": self.task,
+            "verdict": self.verdict,
+            "metric": self.metric.name,
+            "higher_is_better": self.higher_is_better,
+            "dense": self.dense,
+            "compressed": self.compressed,
+            "relative_loss": self.relative_drop,
+            "tolerance": self.tolerance.value,
+            "tolerance_kind": self.tolerance.kind,
+            "tolerance_text": self.tolerance.text,
+            "n": self.n,
+            "lost": [item.id for item in self.lost],
+            "gained": self.gained,
+            "baseline": self.baseline_path,
+            "categories": {name: {"dense": d, "compressed": c} for name, (d, c) in self.categories.items()},
+        }
+        if self.test is not None:
+            entry["test"] = {"method": self.test.method, "p_value": self.test.p_value,
+                             "interval": list(self.test.interval), "significant_loss": self.test.significant_loss}
+        if self.result is not None:
+            entry["result"] = self.result.to_dict()
+        return entry
+
+
+def compare(baseline: Baseline, result: TaskResult, tolerance: Tolerance, spec_label: str, *,
+            gate: str = "threshold", alpha: float = 0.05) -> Comparison:
+    """Compare ``result`` with a stored dense baseline (whose fingerprint the caller has checked)."""
+    return compare_items(baseline.items, result, tolerance, spec_label, baseline_path=str(baseline.path), gate=gate,
+                         alpha=alpha)
+
+
+def compare_items(
+    dense_items: list[ItemOutcome],
+    result: TaskResult,
+    tolerance: Tolerance,
+    spec_label: str,
+    *,
+    baseline_path: str = "",
+    gate: str = "threshold",
+    alpha: float = 0.05,
+) -> Comparison:
+    """Score both sides on the items they share and list the items the compressed model lost."""
+    metric = result.metric
+    dense_by_id = {item.id: item for item in dense_items}
+    shared = [item for item in result.items if item.id in dense_by_id]
+    sign = 1.0 if metric.higher_is_better else -1.0
+    lost = [
+        LostItem(item.id, dense_by_id[item.id].prediction, item.prediction)
+        for item in shared
+        if sign * item.score < sign * dense_by_id[item.id].score
+    ]
+    gained = sum(1 for item in shared if sign * item.score > sign * dense_by_id[item.id].score)
+    dense_scores = [dense_by_id[item.id].score for item in shared]
+    compressed_scores = [item.score for item in shared]
+    return Comparison(
+        task=result.task,
+        metric=metric,
+        dense=metric.aggregate(dense_scores),
+        compressed=metric.aggregate(compressed_scores),
+        n=len(shared),
+        tolerance=tolerance,
+        spec_label=spec_label,
+        baseline_path=baseline_path,
+        lost=lost,
+        gained=gained,
+        problems=result.problems,
+        categories=_category_pairs(metric, [dense_by_id[item.id] for item in shared], shared),
+        test=change_test(metric, dense_scores, compressed_scores, alpha),
+        gate=gate,
+        result=result,
+    )
+
+
+def change_test(metric: Metric, dense: list[float], compressed: list[float], alpha: float) -> PairedTest | None:
+    """The paired test of a change in ``metric``: McNemar for 0/1 scores of a mean, else a paired bootstrap of the
+    metric's own statistic, one-sided in the metric's direction of loss."""
+    if len(dense) < 2:
+        return None
+    statistic = metric.aggregate if metric.statistic != "mean" else None
+    return paired_test(dense, compressed, lower_is_better=not metric.higher_is_better, aggregate=statistic,
+                       alpha=alpha)
+
+
+def _category_pairs(metric: Metric, dense: list[ItemOutcome], compressed: list[ItemOutcome]) -> dict:
+    groups: dict[str, tuple[list[float], list[float]]] = {}
+    for dense_item, item in zip(dense, compressed):
+        if item.category:
+            pair = groups.setdefault(item.category, ([], []))
+            pair[0].append(dense_item.score)
+            pair[1].append(item.score)
+    return {name: (metric.aggregate(d), metric.aggregate(c)) for name, (d, c) in sorted(groups.items())}
