@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from tiny_models import (  # tests/ is on the path: pyproject's pythonpath
+    build_tiny_chat_model,
+    build_tiny_model,
+    train_toy_qa_model,
+)
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from tiny_models import build_tiny_model, train_toy_qa_model  # noqa: E402
+#: A little text to calibrate tiny models on.
+CALIBRATION_TEXT = " ".join(f"the {word} sat on a mat near {other}." for word in ("cat", "dog", "fox")
+                            for other in ("it", "us"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,6 +37,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_chat_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with a chat template, as a model directory."""
+    return build_tiny_chat_model(tiny_model_dir, tmp_path_factory.mktemp("tiny-chat-llama"))
+
+
+@pytest.fixture(scope="session")
 def toy_qa(tmp_path_factory) -> tuple[Path, Path]:
     """(model directory, data file): a tiny Llama trained to answer a toy factoid set perfectly."""
     return train_toy_qa_model(tmp_path_factory.mktemp("toy-qa"))
@@ -48,3 +59,17 @@ def tiny_loaded(tiny_model_dir):
 def model_cache(tmp_path_factory) -> Path:
     """A model cache shared by the tests that load the embedded default model, so it is converted once."""
     return tmp_path_factory.mktemp("kick-cache")
+
+
+@pytest.fixture
+def model(tiny_loaded):
+    """A fresh copy of the tiny model, for a test that compresses it."""
+    return copy.deepcopy(tiny_loaded.model)
+
+
+@pytest.fixture
+def calibration(tiny_loaded):
+    """Six calibration windows of sixteen tokens for the tiny model."""
+    from kick_checks.model.calibration import calibration_tokens
+
+    return calibration_tokens(tiny_loaded.tokenizer, samples=6, seqlen=16, seed=0, text=CALIBRATION_TEXT * 4)

@@ -1,6 +1,5 @@
 """Compressors on a tiny random Llama: the calibration walk, exact sparsity, N:M, and SparseGPT's updates."""
 
-import copy
 
 import pytest
 import torch
@@ -11,19 +10,6 @@ from compressors.masks import target_count
 from compressors.sparsegpt import sparsegpt_prune
 from compressors.spec import UNSTRUCTURED, SpecError, build_spec
 from compressors.statistics import Hessian, InputNorms, _panel_edges
-from kick_checks.model.calibration import calibration_tokens
-
-TEXT = " ".join(f"the {word} sat on a mat near {other}." for word in ("cat", "dog", "fox") for other in ("it", "us"))
-
-
-@pytest.fixture
-def model(tiny_loaded):
-    return copy.deepcopy(tiny_loaded.model)
-
-
-@pytest.fixture
-def calibration(tiny_loaded):
-    return calibration_tokens(tiny_loaded.tokenizer, samples=6, seqlen=16, seed=0, text=TEXT * 4)
 
 
 class Recorder:

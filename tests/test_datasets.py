@@ -26,7 +26,6 @@ from kick_checks.datasets import (
 from kick_checks.errors import KickError
 from kick_checks.tasks import load_task_data
 
-SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 BUNDLED = Path(__file__).parents[1] / "kick_checks" / "data"
 
 
@@ -61,13 +60,6 @@ def write_csv(path: Path, records: list[list[str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
         csv.writer(handle).writerows(records)
-    return path
-
-
-def shared(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"../shared/data is not present: {path} holds the real benchmark file for this check")
     return path
 
 
@@ -133,6 +125,27 @@ def test_freebaseqa_txt_groups_lines_of_one_question(tmp_path):
         },
         {"id": "FreebaseQA-dev-1", "question": "Porto is the second city of which country?", "answers": ["portugal"]},
     ]
+
+
+def test_freebaseqa_tab_groups_the_answers_of_one_question(tmp_path):
+    fields = ["Tosca", "tosca", "m.01", "opera.opera.composer", "null", "m.02"]
+    lines = [
+        "\t".join([*fields, "Giacomo Puccini", "Which composer wrote Tosca?"]),
+        "\t".join([*fields, "puccini", "Which composer wrote Tosca?"]),
+        "\t".join(["Porto", "porto", "m.03", "location.location.containedby", "null", "m.04", "portugal",
+                   "Porto is the second city of which country?"]),
+    ]
+    file = tmp_path / "FreebaseQA-dev.tab"
+    file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert load_freebaseqa(file) == [
+        {"id": "FreebaseQA-dev-0", "question": "Which composer wrote Tosca?",
+         "answers": ["Giacomo Puccini", "puccini"]},
+        {"id": "FreebaseQA-dev-1", "question": "Porto is the second city of which country?", "answers": ["portugal"]},
+    ]
+    assert load_task_data("factoid_qa", str(file)) == load_freebaseqa(file)
+    short = tmp_path / "short.tab"
+    short.write_text("Tosca\tpuccini\tWho wrote Tosca?\n", encoding="utf-8")
+    kick_error("line 1 has 3 tab-separated fields, not 8", load_freebaseqa, short)
 
 
 def test_freebaseqa_bad_inputs(tmp_path):
@@ -688,8 +701,8 @@ MMLU_TEST_COUNTS = {
 }
 
 
-def test_real_mmlu():
-    root = shared("mmlu")
+def test_real_mmlu(shared_data):
+    root = shared_data("mmlu")
     dev = load_mmlu(root, split="dev")
     assert len(dev) == 285 and set(Counter(row["subject"] for row in dev).values()) == {5}
     assert len({row["subject"] for row in dev}) == 57
@@ -701,14 +714,14 @@ def test_real_mmlu():
     assert load_task_data("multiple_choice", str(root)) == test
 
 
-def test_real_cnn_dailymail():
-    rows = load_cnn_dailymail(shared("cnn_dailymail/small"))
+def test_real_cnn_dailymail(shared_data):
+    rows = load_cnn_dailymail(shared_data("cnn_dailymail/small"))
     assert len(rows) == 30 and len({row["id"] for row in rows}) == 30
     assert all(row["summary"].strip() and len(row["article"]) > len(row["summary"]) for row in rows)
 
 
-def test_real_mt_bench():
-    folder = shared("mt_bench")
+def test_real_mt_bench(shared_data):
+    folder = shared_data("mt_bench")
     reference_file = folder / "reference_answer_gpt-4.jsonl"
     rows = load_mt_bench(folder / "question.jsonl", reference_path=reference_file)
     assert len(rows) == 80 and all(len(row["turns"]) == 2 for row in rows)
@@ -722,20 +735,29 @@ def test_real_mt_bench():
     assert load_task_data("conversations", str(folder)) == rows
 
 
-def test_real_vicuna_bench():
-    rows = load_vicuna_bench(shared("vicuna_bench/question.jsonl"))
+def test_real_vicuna_bench(shared_data):
+    rows = load_vicuna_bench(shared_data("vicuna_bench/question.jsonl"))
     assert len(rows) == 80 and all(len(row["turns"]) == 1 for row in rows)
 
 
-def test_real_freebaseqa_txt():
-    rows = load_freebaseqa(shared("freebaseqa/FreebaseQA-dev.txt"))
+def test_real_freebaseqa_txt(shared_data):
+    rows = load_freebaseqa(shared_data("freebaseqa/FreebaseQA-dev.txt"))
     assert len(rows) == 3994 and len({row["question"] for row in rows}) == 3994
     assert all(row["answers"] for row in rows)
     oxford = next(row for row in rows if row["question"].startswith("Playwright Alan Bennett"))
     assert oxford["answers"] == ["oxford university", "university of oxford"]
 
 
-def test_real_wikitext2():
-    text = load_wikitext2(shared("wikitext2/wiki.test.raw"))
+def test_real_freebaseqa_tab(shared_data):
+    rows = load_freebaseqa(shared_data("freebaseqa/FreebaseQA-dev.tab"))
+    assert len(rows) == 3995  # the 3,996 distinct question strings, two of which differ only in spaces
+    assert all(row["question"] and row["answers"] for row in rows)
+    by_question = {row["question"]: row["answers"] for row in rows}
+    tosca = [answers for question, answers in by_question.items() if "10 Things I Hate About You" in question]
+    assert tosca and any("taming of the shrew" in answer.lower() for answer in tosca[0])
+
+
+def test_real_wikitext2(shared_data):
+    text = load_wikitext2(shared_data("wikitext2/wiki.test.raw"))
     assert text.startswith(" = Robert Boulter = \n") and "\r" not in text
     assert len(text.splitlines()) == 2891

@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
-import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from judge_server import GOOD_REPLY, FakeJudgeServer, Response
 
 from kick_checks.errors import KickError
 from kick_checks.judge import (
@@ -35,92 +32,6 @@ from kick_checks.judge.client import RETRY_AFTER_CAP_S
 
 KEY_ENV = "KICK_TEST_JUDGE_KEY"
 SECRET = "sk-kicktest-SECRET-7f3a9c2e51"
-GOOD_REPLY = "The answer is correct and to the point.\n\n[[8]]"
-
-
-@dataclass
-class Response:
-    """One scripted server response: a chat completion with ``content``, or ``status``/``body`` as given."""
-
-    content: str | None = GOOD_REPLY
-    status: int = 200
-    body: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-
-
-class FakeJudgeServer:
-    """A chat-completions endpoint answering from a script; unscripted requests get a normal rated reply."""
-
-    def __init__(self) -> None:
-        self.script: list[Response] = []
-        self.requests: list[dict] = []
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def queue(self, *responses: Response) -> None:
-        self.script.extend(responses)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def _next(self, request: dict) -> Response:
-        with self._lock:
-            self.requests.append(request)
-            return self.script.pop(0) if self.script else Response()
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path != "/v1/chat/completions":
-                    self._send(404, b'{"error": {"message": "no such route"}}', {})
-                    return
-                response = server._next({"authorization": self.headers.get("Authorization"), "body": body})
-                time.sleep(response.delay_s)
-                payload = response.body
-                if payload is None:
-                    payload = json.dumps(_completion(body["model"], response.content)).encode()
-                try:
-                    self._send(response.status, payload, response.headers)
-                except OSError:  # the client gave up waiting (the timeout test)
-                    pass
-
-            def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
-                """Keep the test output clean."""
-
-        return Handler
-
-
-def _completion(model: str, content: str | None) -> dict:
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }
 
 
 @pytest.fixture(autouse=True)
@@ -517,3 +428,42 @@ def test_key_reaches_the_server_and_nowhere_else(server, make_judge, tmp_path, c
     }
     for place, text in places.items():
         assert SECRET not in text, place
+
+
+def test_many_judgments_go_out_concurrently_in_order(server: FakeJudgeServer, make_judge) -> None:
+    server.default_delay_s = 0.2
+    server.queue(*[Response(content=f"Fine.\n\n[[{rating}]]", delay_s=0.2) for rating in range(1, 9)])
+    judge = make_judge(concurrency=4, cache_dir=None)
+    prompts = [answer_messages(f"question {number}", "an answer") for number in range(8)]
+    judgments = judge.judge_all(prompts)
+    assert len(judgments) == 8 and all(judgment.status == "ok" for judgment in judgments)
+    assert server.most_in_flight == 4  # never more than asked, and not one at a time
+    asked = [request["body"]["messages"][-1]["content"] for request in server.requests]
+    by_question = {text.split("question ")[1].split("\n")[0]: text for text in asked}
+    assert sorted(by_question) == [str(number) for number in range(8)]  # every prompt asked exactly once
+
+
+def test_a_judging_phase_past_its_budget_stops_with_one_line(server: FakeJudgeServer, make_judge) -> None:
+    server.default_delay_s = 1.5
+    judge = make_judge(concurrency=1, budget_s=0.5, cache_dir=None)
+    prompts = [answer_messages(f"question {number}", "an answer") for number in range(3)]
+    with pytest.raises(KickError) as raised:
+        judge.judge_all(prompts, what="judging summarization")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("judging summarization took longer than its budget of 0.5 s (0 of 3 judgments made")
+    assert "--kick-judge-budget" in message
+
+
+def test_judge_options_reach_the_client() -> None:
+    from kick_checks.session import KickSession
+    from kick_checks.settings import build_settings
+
+    settings = build_settings({"judge_model": "m", "judge_timeout": "7.5", "judge_retries": "2",
+                               "judge_concurrency": "3", "judge_budget": "90"}, {}, Path("/project"))
+    config = KickSession(settings, Path("/project")).judge.config
+    assert (config.timeout_s, config.max_attempts, config.concurrency, config.budget_s) == (7.5, 2, 3, 90.0)
+    toml = build_settings({"judge_model": "m"}, {"judge_timeout": 3, "judge_concurrency": 8}, Path("/p")).judge
+    assert (toml.timeout_s, toml.concurrency) == (3, 8)
+    with pytest.raises(KickError, match="--kick-judge-concurrency 0 must be positive"):
+        build_settings({"judge_concurrency": "0"}, {}, Path("/p"))

@@ -262,8 +262,8 @@ def test_update_missing_records_only_absent_baselines_and_update_shows_the_diff(
     again.stderr.fnmatch_lines(["*recorded under other settings (prompt_version: 'older-prompt' -> *"])
     update = pytester.runpytest(*kick_args, "--kick-update-baselines")
     update.assert_outcomes(passed=1)
-    update.stdout.fnmatch_lines(["*recorded dense 1.000 on 12 items (was 0.917 on 12 items; prompt_version: 'older-prompt' -> "
-                                 "*, 1 items changed score)*"])
+    update.stdout.fnmatch_lines(["*recorded dense 1.000 on 12 items (was 0.917 on 12 items; "
+                                 "prompt_version: 'older-prompt' -> *, 1 items changed score)*"])
 
 
 def test_xdist_workers_inherit_sleeping_idle_threads(monkeypatch):

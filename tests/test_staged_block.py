@@ -2,7 +2,6 @@
 
 import copy
 
-import pytest
 import torch
 
 from compressors import compressible_layers, walk_blocks
@@ -10,19 +9,6 @@ from compressors.layerwise import _BlockInput, decoder_blocks, linear_layers
 from compressors.masks import per_row_mask, target_count
 from compressors.staged_block import plan_block
 from compressors.statistics import InputNorms
-from kick_checks.model.calibration import calibration_tokens
-
-TEXT = " ".join(f"the {word} sat on a mat near {other}." for word in ("cat", "dog", "fox") for other in ("it", "us"))
-
-
-@pytest.fixture
-def model(tiny_loaded):
-    return copy.deepcopy(tiny_loaded.model)
-
-
-@pytest.fixture
-def calibration(tiny_loaded):
-    return calibration_tokens(tiny_loaded.tokenizer, samples=6, seqlen=16, seed=0, text=TEXT * 4)
 
 
 class Recorder:

@@ -3,10 +3,10 @@ summarization and instruction following (with a scripted judge object; the HTTP 
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import CHAT_TEMPLATE
 
 from kick_checks.engine.likelihood import Continuation, continuation_likelihoods, prefix_ids
 from kick_checks.errors import KickError, KickWarning
@@ -17,12 +17,6 @@ from kick_checks.tasks import TaskOptions, TaskSkipped, get_task
 from kick_checks.tasks.multiple_choice import MultipleChoice, build_prefix
 from kick_checks.tasks.protocol import ACCURACY, JUDGE_SCORE, PERPLEXITY, ROUGE_L, ItemOutcome, TaskResult
 from kick_checks.tasks.summarization import rouge_l
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<s>{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
 
 
 @pytest.fixture
@@ -93,9 +87,8 @@ def test_shots_are_dropped_to_fit_the_context(tiny_loaded):
     assert task._fitting_shots(tiny_loaded.tokenizer, subject, shots[subject], subject_items, 10) == []
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mmlu").is_dir(), reason="../shared/data/mmlu is not present")
-def test_multiple_choice_reads_the_real_mmlu_release_with_its_dev_shots(tiny_loaded):
-    options = TaskOptions(data_path=SHARED_DATA / "mmlu", limit=12, limit_seed=1)
+def test_multiple_choice_reads_the_real_mmlu_release_with_its_dev_shots(tiny_loaded, shared_data):
+    options = TaskOptions(data_path=shared_data("mmlu"), limit=12, limit_seed=1)
     task = MultipleChoice(shots=2)
     items, shots, _ = task.load(options)
     assert len(items) == 12 and all(len(item.choices) == 4 for item in items)

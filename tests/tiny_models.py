@@ -51,6 +51,24 @@ def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
     )
 
 
+#: A minimal chat template, so that the tiny model can run the chat tasks (summarization, instruction following).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<s>{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def build_tiny_chat_model(tiny_model: Path, folder: Path) -> Path:
+    """A copy of a tiny model whose tokenizer has :data:`CHAT_TEMPLATE`."""
+    import shutil
+
+    shutil.copytree(tiny_model, folder, dirs_exist_ok=True)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def build_tiny_model(
     folder: Path, *, hidden: int = 64, layers: int = 2, intermediate: int = 128, seed: int = 0
 ) -> Path:

@@ -59,18 +59,24 @@ class Decoding:
                 "batch_size": self.batch_size, "engine": self.engine}
 
 
-def _block(question: str, passage: str | None, answer: str | None) -> str:
+def question_block(question: str, passage: str | None = None, answer: str | None = None) -> str:
+    """One question as the prompt shows it: with its passage (open book), and with its answer (a shot)."""
     text = f"Passage: {passage}\nQuestion: {question}\n" if passage is not None else f"Question: {question}\n"
     return text + ("Answer:" if answer is None else f"Answer: {answer}\n\n")
 
 
-def build_prompt(item: QAItem, shots: tuple[QAShot, ...], with_passage: bool) -> str:
-    """Instruction, the worked shots, then the item's question (with its passage for open book)."""
+def few_shot_prefix(shots: tuple[QAShot, ...], with_passage: bool) -> str:
+    """The instruction and the worked shots: the part every item's prompt shares."""
     parts = [INSTRUCTION + "\n\n"]
     for shot in shots:
-        parts.append(_block(shot.question, shot.passage if with_passage else None, shot.answer))
-    parts.append(_block(item.question, item.passage if with_passage else None, None))
+        parts.append(question_block(shot.question, shot.passage if with_passage else None, shot.answer))
     return "".join(parts)
+
+
+def build_prompt(item: QAItem, shots: tuple[QAShot, ...], with_passage: bool) -> str:
+    """Instruction, the worked shots, then the item's question (with its passage for open book)."""
+    return few_shot_prefix(shots, with_passage) + question_block(item.question,
+                                                                 item.passage if with_passage else None)
 
 
 @dataclass
