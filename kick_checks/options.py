@@ -147,19 +147,23 @@ def config_keys() -> dict[str, type | tuple[type, ...]]:
     return {**{option.name: option.toml for option in OPTIONS if option.toml is not None}, **CONFIG_ONLY}
 
 
+def _argument(option: Option, dest: str) -> dict:
+    """The keyword arguments that declare ``option`` to argparse (pytest's parser takes the same)."""
+    kwargs: dict = {"dest": dest, "help": option.help}
+    if option.action == "store_true":
+        kwargs.update(action="store_true", default=False)
+    else:
+        kwargs.update(default=None, action=option.action or "store")
+    if option.choices:
+        kwargs["choices"] = list(option.choices)
+    return kwargs
+
+
 def add_pytest_options(group) -> None:
     """Declare the pytest options, as ``--kick-*`` flags with ``dest`` ``kick_<name>``."""
     for option in OPTIONS:
-        if PYTEST not in option.commands:
-            continue
-        kwargs: dict = {"dest": option.dest, "help": option.help}
-        if option.action == "store_true":
-            kwargs.update(action="store_true", default=False)
-        else:
-            kwargs.update(default=None, action=option.action or "store")
-        if option.choices:
-            kwargs["choices"] = list(option.choices)
-        group.addoption(option.flag, **kwargs)
+        if PYTEST in option.commands:
+            group.addoption(option.flag, **_argument(option, option.dest))
 
 
 def getoption_values(getoption: Callable[[str], object]) -> dict[str, object]:
@@ -170,16 +174,8 @@ def getoption_values(getoption: Callable[[str], object]) -> dict[str, object]:
 def add_command_options(parser: argparse.ArgumentParser, command: str) -> None:
     """Declare the options ``command`` takes on an argparse parser, under the pytest flags' names."""
     for option in OPTIONS:
-        if command not in option.commands:
-            continue
-        kwargs: dict = {"dest": option.name, "help": option.help}
-        if option.action == "store_true":
-            kwargs.update(action="store_true", default=False)
-        else:
-            kwargs.update(default=None, action=option.action or "store")
-        if option.choices:
-            kwargs["choices"] = list(option.choices)
-        parser.add_argument(option.flag, **kwargs)
+        if command in option.commands:
+            parser.add_argument(option.flag, **_argument(option, option.name))
 
 
 def command_values(args: argparse.Namespace, command: str) -> dict[str, object]:

@@ -154,8 +154,7 @@ def kick_check(kick_session: KickSession, request: pytest.FixtureRequest):
             pytest.skip(str(reason))
         except KickError as error:
             pytest.fail(str(error), pytrace=False)
-        if outcome.verdict != "recorded":
-            request.node.user_properties.extend(outcome.junit_properties())
+        request.node.user_properties.extend(outcome.junit_properties())
         if not outcome.passed:
             pytest.fail(outcome.failure_message(), pytrace=False)
         return outcome

@@ -18,8 +18,8 @@ from compressors import CompressionReport, get_compressor, measure_sparsity
 from compressors.progress import note
 from compressors.spec import QUANTIZATION_METHODS, SpecError
 from kick_checks.errors import KickError
-from kick_checks.gate.comparison import Comparison
-from kick_checks.gate.store import BaselineStore, Recorded
+from kick_checks.gate.outcome import Outcome
+from kick_checks.gate.store import BaselineStore
 from kick_checks.judge import Judge, JudgeConfig
 from kick_checks.model.calibration import calibration_text, calibration_tokens
 from kick_checks.model.compressed_cache import CompressedCache, code_hash, entry_key
@@ -63,7 +63,7 @@ class KickSession:
         self._results: dict[str, TaskResult] = {}
         self._load_error: KickError | None = None
         self._judge: Judge | None = None
-        self.outcomes: list[Comparison | Recorded] = []
+        self.outcomes: list[Outcome] = []
         self.notes: list[str] = []  # shown in the summary: stale temporary files removed, and the like
         self.steps = [] if settings.spec.is_dense else self._steps()
         self.store = BaselineStore(self.ref.alias, settings.baselines_dir, root, shipped_baselines_dir(),
@@ -224,7 +224,7 @@ class KickSession:
         return self._judge
 
     # -- the gate ------------------------------------------------------------------------------------------
-    def check(self, task_key: str) -> Comparison | Recorded:
+    def check(self, task_key: str) -> Outcome:
         """Compare the task's compressed result with its dense baseline, or record the baseline."""
         result = self.result(task_key)
         failed = result.problems.get("judge_failed", 0)
@@ -235,7 +235,7 @@ class KickSession:
             )
         fingerprint = self.loaded.fingerprint
         if self.store.records(task_key):
-            outcome: Comparison | Recorded = self.store.record(result, fingerprint)
+            outcome: Outcome = self.store.record(result, fingerprint)
         else:
             outcome = self.store.compare(result, fingerprint, self.settings.tolerance_for(task_key),
                                          self.settings.spec.label(), gate=self.settings.gate,

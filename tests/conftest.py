@@ -73,3 +73,15 @@ def calibration(tiny_loaded):
     from kick_checks.model.calibration import calibration_tokens
 
     return calibration_tokens(tiny_loaded.tokenizer, samples=6, seqlen=16, seed=0, text=CALIBRATION_TEXT * 4)
+
+
+@pytest.fixture
+def toy_args(toy_qa, tmp_path) -> list[str]:
+    """``pytest -m kick`` arguments that run factoid QA on the toy model, with baselines and cache in tmp_path."""
+    model_dir, data = toy_qa
+    return [
+        "-m", "kick", "-k", "factoid", "-p", "no:cacheprovider", "--kick-model", str(model_dir),
+        "--kick-dtype", "float32", "--kick-device", "cpu", "--kick-data", f"factoid_qa={data}",
+        "--kick-baselines-dir", str(tmp_path / "baselines"), "--kick-cache-dir", str(tmp_path / "cache"),
+        "--kick-calib-samples", "8", "--kick-calib-seqlen", "32",
+    ]

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from entry_points import install_entry_point
 
 from compressors import get_compressor
 from compressors.base import available_methods
@@ -13,14 +14,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "kick-example-prune
 @pytest.fixture
 def installed_example(tmp_path, monkeypatch):
     """What ``pip install`` of the example leaves behind: the package importable and its entry-point metadata."""
-    dist_info = tmp_path / "kick_example_pruner-0.1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: kick-example-pruner\nVersion: 0.1.0\n")
-    (dist_info / "entry_points.txt").write_text(
-        "[kick_checks.compressors]\nrow-magnitude = kick_example_pruner:RowMagnitude\n"
-    )
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_entry_point(monkeypatch, tmp_path, "kick-example-pruner", "kick_checks.compressors",
+                        "row-magnitude = kick_example_pruner:RowMagnitude", EXAMPLE)
 
 
 def test_entry_point_names_the_method(installed_example):

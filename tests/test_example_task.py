@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from entry_points import install_entry_point
 from tiny_models import COLOURS, toy_items
 
 from kick_checks.tasks import all_tasks, get_task
@@ -14,13 +15,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "kick-example-task"
 @pytest.fixture
 def installed_example(tmp_path, monkeypatch):
     """What ``pip install`` of the example leaves behind: the package importable and its entry-point metadata."""
-    dist_info = tmp_path / "kick_example_task-0.1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: kick-example-task\nVersion: 0.1.0\n")
-    (dist_info / "entry_points.txt").write_text("[kick_checks.tasks]\nanswer_preference = "
-                                                "kick_example_task:AnswerPreference\n")
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_entry_point(monkeypatch, tmp_path, "kick-example-task", "kick_checks.tasks",
+                        "answer_preference = kick_example_task:AnswerPreference", EXAMPLE)
     all_tasks.cache_clear()
     yield
     all_tasks.cache_clear()

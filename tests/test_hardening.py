@@ -27,17 +27,6 @@ def one_line_error(call, *args, **kwargs) -> str:
     return message
 
 
-@pytest.fixture
-def toy_args(toy_qa, tmp_path):
-    model_dir, data = toy_qa
-    return [
-        "-m", "kick", "-k", "factoid", "-p", "no:cacheprovider", "--kick-model", str(model_dir),
-        "--kick-dtype", "float32", "--kick-device", "cpu", "--kick-data", f"factoid_qa={data}",
-        "--kick-baselines-dir", str(tmp_path / "baselines"), "--kick-cache-dir", str(tmp_path / "cache"),
-        "--kick-calib-samples", "4", "--kick-calib-seqlen", "32",
-    ]
-
-
 def baseline_file(tmp_path: Path, toy_qa) -> Path:
     return tmp_path / "baselines" / toy_qa[0].name / "factoid_qa.json"
 

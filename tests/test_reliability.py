@@ -9,17 +9,6 @@ from kick_checks.model.calibration import calibration_tokens
 from kick_checks.tasks import get_task
 
 
-@pytest.fixture
-def toy_args(toy_qa, tmp_path):
-    model_dir, data = toy_qa
-    return [
-        "-m", "kick", "-k", "factoid", "-p", "no:cacheprovider", "--kick-model", str(model_dir),
-        "--kick-dtype", "float32", "--kick-device", "cpu", "--kick-data", f"factoid_qa={data}",
-        "--kick-baselines-dir", str(tmp_path / "baselines"), "--kick-cache-dir", str(tmp_path / "cache"),
-        "--kick-calib-samples", "8", "--kick-calib-seqlen", "32",
-    ]
-
-
 def items_of(report) -> list:
     (task,) = json.loads(report.read_text())["tasks"]
     return task["result"]["items"]

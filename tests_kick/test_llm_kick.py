@@ -13,9 +13,15 @@ from kick_checks.tasks import all_tasks
 pytestmark = pytest.mark.kick
 
 
-@pytest.mark.parametrize(TASK_PARAMETER, [
-    pytest.param(task.key, id=task.key, marks=[getattr(pytest.mark, mark) for mark in task.marks])
-    for task in all_tasks().values()
-])
+def pytest_generate_tests(metafunc):
+    """Read the registry when the suite is collected, not when the module is imported, so a task installed
+    after this module was first imported (a plug-in, or a test that installs one) is still checked."""
+    if TASK_PARAMETER in metafunc.fixturenames:
+        metafunc.parametrize(TASK_PARAMETER, [
+            pytest.param(task.key, id=task.key, marks=[getattr(pytest.mark, mark) for mark in task.marks])
+            for task in all_tasks().values()
+        ])
+
+
 def test_task(kick_check, kick_task_key):
     kick_check(kick_task_key)

@@ -23,8 +23,8 @@ class LostItem:
 class Comparison:
     """Dense vs compressed on the items both have. Only a loss can fail (the gate is one-sided).
 
-    An outcome like :class:`~kick_checks.gate.baselines.Recorded`: both have ``task``, ``verdict``, ``passed``,
-    ``line()`` and ``to_report()``.
+    An :class:`~kick_checks.gate.outcome.Outcome`, like :class:`~kick_checks.gate.store.Recorded`: both have
+    ``task``, ``verdict``, ``passed``, ``line()`` and ``to_report()``.
     """
 
     task: str

@@ -39,7 +39,7 @@ SAMPLE_UPDATES = ("refuse", "merge", "replace")
 
 @dataclass
 class Recorded:
-    """A baseline written in update mode."""
+    """A baseline written in update mode (an :class:`~kick_checks.gate.outcome.Outcome`)."""
 
     task: str
     path: Path
@@ -56,6 +56,12 @@ class Recorded:
         before = "new" if self.previous is None else f"was {self.previous:.3f} on {self.previous_n} items"
         changed = f"; {', '.join(self.changes)}" if self.changes else ""
         return f"{self.task}: recorded dense {self.score:.3f} on {self.n} items ({before}{changed}) -> {self.path}"
+
+    def failure_message(self) -> str:
+        return self.line()
+
+    def junit_properties(self) -> list[tuple[str, str]]:
+        return [("kick_recorded", f"{self.score:.6g}"), ("kick_n", str(self.n))]
 
     def to_report(self) -> dict:
         entry = {"task": self.task, "verdict": self.verdict, "dense": self.score, "n": self.n,
