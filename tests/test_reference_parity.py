@@ -8,9 +8,10 @@ uses. The lazy batch updates of the fast code are a reordering of the same sums,
 apply at once to every later column; the blocks only decide *when* a choice is made (SparseGPT's adaptive mask,
 GPTQ's group grids). Where a paper leaves a choice open, the references follow the published code (inputs that
 never fire are zeroed, damping is 1% of the mean diagonal, act-order sorts by the Hessian diagonal, a group's
-grid is fitted on the weights as they stood when its 128-column block began) and, in one place, our documented
-rule: SparseGPT removes exactly round(s x numel) weights (the published code's ``<=`` threshold removes a few
-more), so each block removes its share of that count.
+grid is fitted on the weights as they stood when the block holding its first column began) and, in one place,
+our documented rule: SparseGPT removes exactly round(s x numel) weights (the published code's ``<=`` threshold
+removes one more per block), so each block removes its share of that count. A weight exactly half way between
+two GPTQ levels may round either way under float error; there alone the reference takes the level ours took.
 
 Sizes are tiny and the blocks short (16 columns over 40-64), so that block boundaries, groups that straddle
 them and a shorter last group are all exercised. The last test runs each compressor through the block walk of a
@@ -99,6 +100,17 @@ def _obs_step(weight: torch.Tensor, inverse: torch.Tensor, column: int, new_valu
     inverse -= torch.outer(inverse[:, column], inverse[column, :]) / pivot
 
 
+def _remaining_diagonal(hessian: torch.Tensor) -> torch.Tensor:
+    """``[H_F⁻¹]_cc`` for every column ``c``, ``F`` = the columns from ``c`` on: the inverse Hessian's diagonal
+    entry when the sweep reaches ``c``, read off by eliminating the columns before it one by one."""
+    inverse = torch.linalg.inv(hessian)
+    diagonal = torch.empty(hessian.shape[0], dtype=torch.float64)
+    for column in range(hessian.shape[0]):
+        diagonal[column] = inverse[column, column]
+        inverse -= torch.outer(inverse[:, column], inverse[column, :]) / inverse[column, column]
+    return diagonal
+
+
 def reference_sparsegpt(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, n_m=None,
                         block: int = 16) -> torch.Tensor:
     """SparseGPT (Frantar & Alistarh 2023): columns left to right; a weight's saliency is ``w² / [H_F⁻¹]_cc``
@@ -109,8 +121,7 @@ def reference_sparsegpt(weight: torch.Tensor, hessian: torch.Tensor, sparsity: f
     weight, hessian = _prepare(weight, hessian)
     rows, cols = weight.shape
     hessian = _damped(hessian)
-    own_diagonal = torch.tensor([torch.linalg.inv(hessian[c:, c:])[0, 0].item() for c in range(cols)],
-                                dtype=torch.float64)
+    own_diagonal = _remaining_diagonal(hessian)
     inverse = torch.linalg.inv(hessian)
     mask = torch.zeros(rows, cols, dtype=torch.bool)
     for start in range(0, cols, block):
