@@ -1,10 +1,13 @@
 """GPTQ (Frantar et al., 2023): quantize columns one at a time, pushing each column's rounding error onto the
 columns not yet quantized through the Cholesky factor of the inverse Hessian ``H = 2 X Xᵀ``.
 
-Columns go left to right in blocks of 128 (lazy batch updates); a group's grid is fitted when the sweep reaches
-its first column, on the weights as updated so far. ``act_order`` visits columns by decreasing Hessian diagonal
-(groups then follow that order). Damping is 1% of the mean diagonal. With ``keep_zeros`` the zeros already in
-the weight (from pruning) stay zero and only the survivors are quantized.
+Columns go left to right in blocks of 128 (lazy batch updates). A group's grid is fitted when the sweep reaches
+its first column, on the group's columns as they stood when the block holding that column began, without the
+errors pushed inside that block so far: the published rule (a group that straddles a block boundary takes its
+later columns as they stood then too). With a group size that is a multiple of 128, or -1, every group starts on a
+block boundary, where that is the same as the weights as updated so far. ``act_order`` visits columns by
+decreasing Hessian diagonal (groups then follow that order). Damping is 1% of the mean diagonal. With
+``keep_zeros`` the zeros already in the weight (from pruning) stay zero and only the survivors are quantized.
 
 Also here: ``rtn``, round-to-nearest on the same grid, the naive baseline GPTQ should beat.
 """
@@ -54,7 +57,6 @@ def gptq_quantize(
     pruned = zeros_mask.T.contiguous() if zeros_mask is not None else None
     group = cols if group_size == -1 else group_size
     max_level = 2**bits - 1
-    scale = zero = None
 
     for start in range(0, cols, block_size):
         end = min(start + block_size, cols)
@@ -64,11 +66,12 @@ def gptq_quantize(
         diagonal = torch.diagonal(factor).tolist()
         for offset in range(end - start):
             column = start + offset
-            if scale is None or column % group == 0:
-                # Fit on the weights as updated so far (the published code fits on the values at the start of
-                # the 128-column block; fitting on the current values follows the errors pushed since then).
-                width = group - column % group
-                upcoming = torch.cat([block[offset:], columns_first[end:]])[:width]
+            if column % group == 0:
+                # ``columns_first`` holds the weights as they stood when this block began (the block's own
+                # updates go to ``block``, the later columns' after it), so a group reaching into the next block
+                # takes those columns as they stood then too.
+                width = min(group, cols - column)
+                upcoming = columns_first[column : column + width]
                 grid = Grid.fit(upcoming.T, bits, symmetric)
                 scale, zero = grid.scale[:, 0], grid.zero[:, 0]
                 scales[column : column + width] = scale

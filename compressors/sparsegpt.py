@@ -4,7 +4,13 @@ For each linear layer the Hessian ``H = 2 X Xᵀ`` of the reconstruction error i
 inputs. Columns are processed left to right in blocks of 128: inside a block the mask is chosen adaptively by
 ``w² / [H⁻¹]²_jj``, each pruned weight's error is pushed onto the not-yet-processed columns through the
 Cholesky factor of ``H⁻¹``, and after the block the accumulated error updates every later column at once.
-N:M masks are chosen inside the same sweep, one group of M columns at a time.
+N:M masks are chosen inside the same sweep, one group of M columns at a time. Inputs that never fire (a zero
+Hessian diagonal) have their weights removed, as in the published code.
+
+Unstructured, each block removes its share of exactly ``round(s · numel)`` weights (the lowest saliencies of the
+block, ties by position). The published code thresholds each block at the score of sorted index ``int(s · n)``
+with ``<=``, which removes one weight more per block (more on ties): ours reaches the exact target sparsity with
+a slightly lower error.
 """
 
 from __future__ import annotations
@@ -71,7 +77,11 @@ def sparsegpt_prune(
                 f"N:M pattern {pattern} needs the input width to be a multiple of {pattern.m}, got {cols}"
             )
         block_size = max(pattern.m, block_size - block_size % pattern.m)
-    inverse_factor = inverse_hessian_factor(hessian.to(weight.device), damping)
+    hessian = hessian.to(weight.device)
+    # Inputs that never fire (zero Hessian diagonal) say nothing about their weights: they go, as in the published
+    # code. Their saliency is then 0, so they are the first weights of their block (or N:M group) to be counted.
+    weight[:, torch.diagonal(hessian) == 0] = 0.0
+    inverse_factor = inverse_hessian_factor(hessian, damping)
     block_counts = _block_counts(cols, block_size, sparsity, rows)
 
     # The sweep works on the transpose, so that each column it visits, writes and updates is contiguous memory.
