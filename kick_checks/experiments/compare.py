@@ -85,7 +85,8 @@ class ExperimentComparison:
         return [task for task in self.tasks if task.significant_loss]
 
     def lines(self, show: int = 10) -> list[str]:
-        lines = [f"A: {self.a.id} ({self.a.label}), B: {self.b.id} ({self.b.label}); model {self.a.model_label}"]
+        lines = [f"A: {_name(self.a)} ({self.a.label}), B: {_name(self.b)} ({self.b.label}); model "
+                 f"{self.a.model_label}"]
         for task in self.tasks:
             lines.append(task.line())
             lines += [f"  {note}" for note in task.notes]
@@ -112,6 +113,10 @@ class ExperimentComparison:
         return {"a": self.a.id, "b": self.b.id, "a_label": self.a.label, "b_label": self.b.label,
                 "model": self.a.model, "alpha": self.alpha, "tasks": [task.to_dict() for task in self.tasks],
                 "left_out": self.left_out, "worse": [task.task for task in self.worse]}
+
+
+def _name(experiment: Experiment) -> str:
+    return str(experiment.path) if experiment.path is not None else experiment.id
 
 
 def _by_category(items: list[ItemChange]) -> dict[str, list[ItemChange]]:

@@ -1,10 +1,12 @@
 """The measurements a run makes of its model, once, around compression (``--kick-no-measure`` turns them off).
 
 :class:`RunMeasurement` is called by the session: :meth:`~RunMeasurement.before` on the freshly loaded dense
-model (its throughput, and the dense reference for divergence when the run compresses), :meth:`~RunMeasurement.after`
-once the weights are final (storage, throughput, divergence). On the default model this costs a few seconds
-(four 64-token prompts, 16 decoded tokens each). A measurement that fails is recorded with its error and logged:
-it never stops the gate, whose verdicts do not depend on it.
+model (the dense reference for divergence and the dense throughput, when the run compresses),
+:meth:`~RunMeasurement.after` once the weights are final (storage, divergence, throughput). Each model state
+(dense, then compressed) runs the probe twice (once with hooks for divergence, which also warms the kernels up,
+once timed) plus 16 greedy steps: about a thousand tokens through the model, a few seconds on the default model
+on an idle 2-core CPU. A measurement that fails is recorded with its error and logged: it never stops the gate,
+whose verdicts do not depend on it.
 """
 
 from __future__ import annotations
@@ -49,24 +51,26 @@ class RunMeasurement:
         self._ids = self._guarded("probe", lambda: probe_ids(tokenizer))
         if self._ids is None:
             return
-        self.dense_throughput = self._guarded("dense throughput", lambda: measure_throughput(model, self._ids))
         self.reference = self._guarded("dense reference", lambda: capture_reference(model, self._ids))
+        self.dense_throughput = self._guarded("dense throughput", lambda: measure_throughput(
+            model, self._ids, warm=self.reference is not None))  # the reference's forward was the warm-up
 
     def after(self, model, tokenizer) -> None:
         """On the model under test, weights final."""
         if self._ids is None:
             self._ids = self._guarded("probe", lambda: probe_ids(tokenizer))
         storage = self._guarded("storage", lambda: measure_storage(model, self.spec))
-        throughput = None
-        if self._ids is not None:
-            throughput = self._guarded("throughput", lambda: measure_throughput(model, self._ids))
-        if throughput is not None and self.dense_throughput is not None:
-            throughput["dense_prefill_tokens_per_s"] = self.dense_throughput["prefill_tokens_per_s"]
-            throughput["dense_decode_tokens_per_s"] = self.dense_throughput["decode_tokens_per_s"]
         if self.reference is not None:
             self.divergence = self._guarded("divergence", lambda: measure_divergence(model, self._ids,
                                                                                      self.reference))
             self.reference = None  # the dense copies are not needed any more
+        throughput = None
+        if self._ids is not None:
+            throughput = self._guarded("throughput", lambda: measure_throughput(
+                model, self._ids, warm=self.divergence is not None))
+        if throughput is not None and self.dense_throughput is not None:
+            throughput["dense_prefill_tokens_per_s"] = self.dense_throughput["prefill_tokens_per_s"]
+            throughput["dense_decode_tokens_per_s"] = self.dense_throughput["decode_tokens_per_s"]
         self.efficiency = {"storage": storage, "throughput": throughput, "kernels": KERNELS_NOTE,
                            "seconds": round(self.seconds, 2), **({"errors": self.errors} if self.errors else {})}
 

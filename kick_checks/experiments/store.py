@@ -22,7 +22,7 @@ from pathlib import Path
 
 from compressors.spec import CompressionSpec, parse_pattern
 from kick_checks.errors import KickError
-from kick_checks.experiments.efficiency import FORMATS
+from kick_checks.experiments.efficiency import FORMATS, choose_format
 from kick_checks.experiments.record import model_key, spec_key
 from kick_checks.experiments.texts import texts_for
 from kick_checks.gate.baselines import Baseline, fingerprint_changes, read_baseline
@@ -160,7 +160,7 @@ def derived_storage(compression: dict, spec: dict | None) -> dict | None:
     if bits:
         groups = numel / (numel ** 0.5 if group_size == -1 else group_size)
         formats["gptq"] = int(numel * bits / 8 + groups * (2 + bits / 8))
-    stored_as = min(formats, key=lambda name: (formats[name], -list(FORMATS).index(name)))
+    stored_as = choose_format(formats)
     return {"value_bits": 16, "layers": len(layers), "formats": formats, "stored_as": stored_as,
             "format": FORMATS[stored_as].replace("BITS", str(bits)), "bytes": formats[stored_as],
             "dense_bytes": formats["dense"], "ratio": formats[stored_as] / formats["dense"],
