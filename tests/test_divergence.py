@@ -22,8 +22,8 @@ def four_blocks(tmp_path):
 
 def test_an_unchanged_model_does_not_diverge(tiny_loaded):
     ids = probe_ids(tiny_loaded.tokenizer, prompts=2, tokens=16)
-    reference = capture_reference(tiny_loaded.model, ids)
-    document = measure_divergence(tiny_loaded.model, ids, reference)
+    reference, _ = capture_reference(tiny_loaded.model, ids)
+    document, _ = measure_divergence(tiny_loaded.model, ids, reference)
     assert all(block["relative_difference"] == 0 for block in document["blocks"])
     assert document["kl"]["mean"] == pytest.approx(0, abs=1e-6) and document["kl"]["same_next_token"] == 1
     assert all(layer["relative_change"] == 0 for layer in document["layers"])
@@ -33,14 +33,14 @@ def test_an_unchanged_model_does_not_diverge(tiny_loaded):
 def test_a_deliberately_broken_layer_is_the_one_flagged(four_blocks, broken_block):
     model = copy.deepcopy(four_blocks.model)
     ids = probe_ids(four_blocks.tokenizer, prompts=2, tokens=16)
-    reference = capture_reference(model, ids)
+    reference, _ = capture_reference(model, ids)
     with torch.no_grad():
         for block in model.model.layers:  # every layer changes a little, as under a mild compression
             for layer in (block.self_attn.q_proj, block.mlp.up_proj):
                 layer.weight.mul_(0.98)
         broken = model.model.layers[broken_block].mlp.down_proj.weight
         broken.add_(torch.randn_like(broken, generator=torch.Generator().manual_seed(0)) * broken.abs().mean() * 30)
-    document = measure_divergence(model, ids, reference)
+    document, _ = measure_divergence(model, ids, reference)
     assert document["flagged_block"] == broken_block
     assert document["flagged_layer"] == f"layers.{broken_block}.mlp.down_proj"
     differences = [block["relative_difference"] for block in document["blocks"]]
@@ -50,8 +50,8 @@ def test_a_deliberately_broken_layer_is_the_one_flagged(four_blocks, broken_bloc
 
 def test_weight_change_is_skipped_with_the_reason_over_the_memory_limit(tiny_loaded):
     ids = probe_ids(tiny_loaded.tokenizer, prompts=1, tokens=8)
-    reference = capture_reference(tiny_loaded.model, ids, limit_bytes=1000)
-    document = measure_divergence(tiny_loaded.model, ids, reference)
+    reference, _ = capture_reference(tiny_loaded.model, ids, limit_bytes=1000)
+    document, _ = measure_divergence(tiny_loaded.model, ids, reference)
     assert document["layers"] == [] and "weight change not measured" in document["layers_note"]
     assert len(document["blocks"]) == 2
 

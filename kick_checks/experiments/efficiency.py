@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -186,20 +188,25 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_throughput(model: nn.Module, ids: torch.Tensor, new_tokens: int = NEW_TOKENS, warm: bool = False) -> dict:
+def measure_throughput(model: nn.Module, ids: torch.Tensor, new_tokens: int = NEW_TOKENS, *,
+                       around_prefill: Callable[[], AbstractContextManager] = nullcontext,
+                       on_prefill: Callable[[torch.Tensor], None] | None = None) -> dict:
     """Tokens per second of one prefill of ``ids`` (``[prompts, tokens]``) and of ``new_tokens`` greedy steps
-    after it. First-call allocations and kernel selection are not the model's speed, so a warm-up forward runs
-    first unless the caller just ran the model on the same shapes (``warm``, as the divergence probe does)."""
+    after it, after a tiny warm-up forward (first-call allocations and kernel selection are not the model's
+    speed). The divergence probe rides on the same prefill: ``around_prefill`` wraps it (its hooks keep each
+    block's output on the device, a copy well under 1% of the forward), ``on_prefill`` gets its logits."""
     device = model.get_input_embeddings().weight.device
     ids = ids.to(device)
     with torch.no_grad():
-        if not warm:
-            model(ids, use_cache=False)
-        _synchronize(device)
-        started = time.perf_counter()
-        output = model(ids, use_cache=True)
-        _synchronize(device)
-        prefill_seconds = time.perf_counter() - started
+        model(ids[:1, :8], use_cache=False)
+        with around_prefill():
+            _synchronize(device)
+            started = time.perf_counter()
+            output = model(ids, use_cache=True)
+            _synchronize(device)
+            prefill_seconds = time.perf_counter() - started
+        if on_prefill is not None:
+            on_prefill(output.logits)
         keyword = cache_keyword(model)
 
         def step(output):

@@ -3,10 +3,10 @@
 :class:`RunMeasurement` is called by the session: :meth:`~RunMeasurement.before` on the freshly loaded dense
 model (the dense reference for divergence and the dense throughput, when the run compresses),
 :meth:`~RunMeasurement.after` once the weights are final (storage, divergence, throughput). Each model state
-(dense, then compressed) runs the probe twice (once with hooks for divergence, which also warms the kernels up,
-once timed) plus 16 greedy steps: about a thousand tokens through the model, a few seconds on the default model
-on an idle 2-core CPU. A measurement that fails is recorded with its error and logged: it never stops the gate,
-whose verdicts do not depend on it.
+(dense, then compressed) runs the probe once: its one timed prefill also records the block outputs for
+divergence, then 8 greedy steps are decoded; about 300 tokens through the model per state, a few seconds on the
+default model on an idle 2-core CPU. A measurement that fails is recorded with its error and logged: it never
+stops the gate, whose verdicts do not depend on it.
 """
 
 from __future__ import annotations
@@ -51,23 +51,21 @@ class RunMeasurement:
         self._ids = self._guarded("probe", lambda: probe_ids(tokenizer))
         if self._ids is None:
             return
-        self.reference = self._guarded("dense reference", lambda: capture_reference(model, self._ids))
-        self.dense_throughput = self._guarded("dense throughput", lambda: measure_throughput(
-            model, self._ids, warm=self.reference is not None))  # the reference's forward was the warm-up
+        self.reference, self.dense_throughput = self._guarded(
+            "dense reference", lambda: capture_reference(model, self._ids)) or (None, None)
 
     def after(self, model, tokenizer) -> None:
         """On the model under test, weights final."""
         if self._ids is None:
             self._ids = self._guarded("probe", lambda: probe_ids(tokenizer))
         storage = self._guarded("storage", lambda: measure_storage(model, self.spec))
-        if self.reference is not None:
-            self.divergence = self._guarded("divergence", lambda: measure_divergence(model, self._ids,
-                                                                                     self.reference))
-            self.reference = None  # the dense copies are not needed any more
         throughput = None
-        if self._ids is not None:
-            throughput = self._guarded("throughput", lambda: measure_throughput(
-                model, self._ids, warm=self.divergence is not None))
+        if self.reference is not None:
+            self.divergence, throughput = self._guarded(
+                "divergence", lambda: measure_divergence(model, self._ids, self.reference)) or (None, None)
+            self.reference = None  # the dense copies are not needed any more
+        elif self._ids is not None:
+            throughput = self._guarded("throughput", lambda: measure_throughput(model, self._ids))
         if throughput is not None and self.dense_throughput is not None:
             throughput["dense_prefill_tokens_per_s"] = self.dense_throughput["prefill_tokens_per_s"]
             throughput["dense_decode_tokens_per_s"] = self.dense_throughput["decode_tokens_per_s"]

@@ -15,7 +15,7 @@ import torch
 PROMPTS = 4
 TOKENS = 64
 #: Greedy tokens decoded per prompt for the decoding throughput.
-NEW_TOKENS = 16
+NEW_TOKENS = 8
 PROBE_FILE = "perplexity.txt"
 
 
