@@ -87,3 +87,19 @@ def test_a_run_reports_efficiency_divergence_and_parent_and_can_skip_them(pytest
     document = json.loads(skipped.read_text())
     assert document["efficiency"] is None and document["divergence"] is None
     assert document["parent"] == {"label": "dense", "spec": None}
+
+
+def test_a_failed_measurement_is_recorded_and_never_stops_the_run(tiny_loaded, monkeypatch):
+    import kick_checks.experiments.measure as measure
+    from compressors.spec import build_spec
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("this model's forward cannot take the probe")
+
+    monkeypatch.setattr(measure, "capture_reference", refuse)
+    run = measure.RunMeasurement(build_spec(method="magnitude", sparsity=0.5))
+    run.before(tiny_loaded.model, tiny_loaded.tokenizer)
+    run.after(tiny_loaded.model, tiny_loaded.tokenizer)
+    assert run.errors == {"dense reference": "RuntimeError: this model's forward cannot take the probe"}
+    assert run.efficiency["storage"]["stored_as"] == "dense" and run.efficiency["throughput"]["prefill_tokens_per_s"]
+    assert run.divergence is None and "not measured: dense reference (RuntimeError" in run.summary()
