@@ -228,7 +228,8 @@ def compare_experiments(a: Experiment, b: Experiment, alpha: float = 0.05,
             if len(shared) < 2:
                 left_out.append(f"{name}: the runs share {len(shared)} items, too few to compare")
                 continue
-            tasks.append(compare_tasks(task_a, task_b, alpha, dense.tasks.get(name) if dense else None))
+            shown_dense = dense.tasks.get(name) if dense is not None and dense is not a else None
+            tasks.append(compare_tasks(task_a, task_b, alpha, shown_dense))
         elif a.is_dense and task_b.gate.get("dense") is not None and task_b.gate.get("verdict") in ("pass", "fail"):
             tasks.append(recorded_change(task_b))
         else:
