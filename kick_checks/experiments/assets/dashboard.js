@@ -7,6 +7,7 @@ const RUNS = DATA.experiments;
 const BY_ID = Object.fromEntries(RUNS.map((run) => [run.id, run]));
 const TASKS = Object.keys(DATA.tasks);
 const SHOWN_ITEMS = 200;
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const AXES = {
   size: { label: "stored size of the compressed layers (MB)", get: (r) => (r.size == null ? null : r.size / 1e6), lower: true },
   ratio: { label: "size relative to dense 16-bit", get: (r) => r.ratio, lower: true },
@@ -282,16 +283,19 @@ function renderDivergence() {
   document.getElementById("divergence").hidden = false;
   note.textContent = "Relative difference of each block's output hidden states from the dense model on the fixed probe (mean over tokens); the ring marks the block that added the most.";
   const traces = [];
-  for (const r of rows) {
+  const longest = Math.max(...rows.map((r) => r.blocks.length));
+  rows.forEach((r, index) => {
     const picked = r.id === state.a || r.id === state.b;
-    traces.push({ type: "scatter", mode: "lines", name: r.id, x: r.blocks.map((_, i) => i), y: r.blocks, line: { width: picked ? 4 : 1.5 },
+    const color = PALETTE[index % PALETTE.length];
+    traces.push({ type: "scatter", mode: "lines", name: r.id, x: r.blocks.map((_, i) => i), y: r.blocks, line: { width: picked ? 4 : 1.5, color },
       hovertemplate: `${esc(r.label)}<br>block %{x}: %{y:.3g}<extra></extra>` });
     if (r.flagged_block != null) {
       traces.push({ type: "scatter", mode: "markers", showlegend: false, x: [r.flagged_block], y: [r.blocks[r.flagged_block]],
-        marker: { symbol: "circle-open", size: 14, line: { width: 2 } }, hovertemplate: `${esc(r.id)} breaks at block %{x}<extra></extra>` });
+        marker: { symbol: "circle-open", size: 14, color, line: { width: 2, color } }, hovertemplate: `${esc(r.id)} added the most at block %{x}<extra></extra>` });
     }
-  }
-  Plotly.react("divergence", traces, { margin: { t: 20 }, legend: { orientation: "h", y: 1.12 }, xaxis: { title: { text: "decoder block" }, dtick: 1 },
+  });
+  Plotly.react("divergence", traces, { margin: { t: 20 }, legend: { orientation: "h", y: 1.12 },
+    xaxis: { title: { text: "decoder block" }, dtick: longest > 40 ? 4 : 1, zeroline: false, range: [-0.5, longest - 0.5] },
     yaxis: { title: { text: "relative difference from dense" }, type: "log" } }, { displaylogo: false, responsive: true });
 }
 
