@@ -134,3 +134,21 @@ def test_nothing_readable_is_a_one_line_error(tmp_path, capsys):
     assert main(["compare", str(tmp_path), str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "holds no readable kick report" in error and "broken.json" in error and error.count("\n") == 1
+
+
+def test_the_committed_runs_nest_prune_then_quantize_under_the_pruned_run():
+    store = load_store([Path(__file__).parent.parent / "docs" / "runs"])
+    quantized = store.get("magnitude-s50-4bit")
+    assert quantized.parent_id == "magnitude-s50" and "then gptq quantized" in quantized.parent["how"]
+    assert store.get("magnitude-s50").parent_id == "dense" and store.get("dense").is_dense
+    assert store.get("magnitude-2of4").divergence["flagged_block"] == 0
+
+
+def test_calibration_settings_key_only_the_methods_that_read_calibration_data():
+    from kick_checks.experiments.record import spec_key
+
+    def spec(method, samples):
+        return {"method": method, "sparsity": 0.5, "pattern": "unstructured", "calib_samples": samples, "bits": None}
+
+    assert spec_key(spec("magnitude", 16)) == spec_key(spec("magnitude", 128))
+    assert spec_key(spec("wanda", 16)) != spec_key(spec("wanda", 128))

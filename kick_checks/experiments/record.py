@@ -3,19 +3,23 @@
 A run's parent is what it was derived from: the dense model, or, for prune-then-quantize, the pruned model (the
 same spec without the bits), which another run may have measured on its own. Two runs are "the same experiment"
 when their model identity and their spec key agree; the spec key leaves out quantization settings that do not
-apply (a group size means nothing without bits) and fills the fields old reports lack with today's defaults.
+apply (a group size means nothing without bits, calibration settings nothing to a method that reads no
+calibration data) and fills the fields old reports lack with today's defaults.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
+from compressors import get_compressor
 from compressors.spec import DEFAULT_SEQUENTIAL, CompressionSpec
 
 #: Report keys this package adds; under pytest-xdist the first worker's measurement is kept.
 EXPERIMENT_KEYS = ("parent", "efficiency", "divergence")
 MODEL_KEY_FIELDS = ("alias", "source", "name", "sha256", "revision", "dtype")
 _QUANTIZATION_FIELDS = ("bits", "group_size", "symmetric", "act_order")
+_CALIBRATION_FIELDS = ("calib_samples", "calib_seqlen", "calib_seed", "sequential")
 
 
 def parent_of(spec: CompressionSpec, step_names: list[str]) -> dict | None:
@@ -30,6 +34,15 @@ def parent_of(spec: CompressionSpec, step_names: list[str]) -> dict | None:
     return {"label": "dense", "spec": None}
 
 
+@lru_cache(maxsize=64)
+def _calibrates(method: str) -> bool:
+    """Whether ``method`` reads calibration data (an unknown plug-in is taken to, so its settings count)."""
+    try:
+        return bool(getattr(get_compressor(method), "needs_calibration", True))
+    except Exception:
+        return True
+
+
 def spec_key(spec: dict | None) -> tuple:
     """A hashable key of a spec as reports store it (``None`` or an all-default dense spec: the dense model)."""
     if not spec or (not spec.get("sparsity") and spec.get("bits") is None):
@@ -39,6 +52,9 @@ def spec_key(spec: dict | None) -> tuple:
     if fields.get("bits") is None:
         for name in _QUANTIZATION_FIELDS:
             fields.pop(name, None)
+        if not _calibrates(str(fields.get("method"))):  # magnitude 50% is magnitude 50% whatever the windows
+            for name in _CALIBRATION_FIELDS:
+                fields.pop(name, None)
     if not fields.get("sparsity"):
         fields.pop("pattern", None)
     return tuple(sorted((name, str(value)) for name, value in fields.items()))
