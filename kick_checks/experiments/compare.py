@@ -12,6 +12,7 @@ report whose baseline was re-recorded since), B's own comparison with dense, as 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kick_checks.experiments.store import Experiment, ItemRecord, TaskRecord
 from kick_checks.gate.baselines import TASK_FIELDS
@@ -116,7 +117,13 @@ class ExperimentComparison:
 
 
 def _name(experiment: Experiment) -> str:
-    return str(experiment.path) if experiment.path is not None else experiment.id
+    """The report's path, relative to the working directory when it lies below it."""
+    if experiment.path is None:
+        return experiment.id
+    try:
+        return str(experiment.path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(experiment.path)
 
 
 def _by_category(items: list[ItemChange]) -> dict[str, list[ItemChange]]:
