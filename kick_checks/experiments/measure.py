@@ -4,9 +4,8 @@
 model (the dense reference for divergence and the dense throughput, when the run compresses),
 :meth:`~RunMeasurement.after` once the weights are final (storage, divergence, throughput). Each model state
 (dense, then compressed) runs the probe once: its one timed prefill also records the block outputs for
-divergence, then 8 greedy steps are decoded; about 300 tokens through the model per state, a few seconds on the
-default model on an idle 2-core CPU. A measurement that fails is recorded with its error and logged: it never
-stops the gate, whose verdicts do not depend on it.
+divergence, then 8 greedy steps are decoded: about 300 tokens through the model per state. A measurement that fails
+is recorded with its error and logged: it never stops the gate, whose verdicts do not depend on it.
 """
 
 from __future__ import annotations
