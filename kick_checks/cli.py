@@ -7,6 +7,8 @@
     kick sweep --out DIR ...      methods x sparsities (x patterns, x bits): JSON per point, tables and plots
     kick report DIR               rebuild the sweep's tables and plots from its JSON files
     kick export --out DIR ...     quantize as the suite does and write a GPTQ checkpoint (GPTQModel format)
+    kick compare A B              two runs task by task and item by item; exit 1 when B is significantly worse
+    kick dashboard DIR            one self-contained HTML file comparing every run in DIR
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import kick_checks
 from kick_checks.errors import KickError
+from kick_checks.experiments import commands as experiment_commands
 from kick_checks.gate.baselines import read_baseline
 from kick_checks.model.loading import (
     DEFAULT_MODEL,
@@ -162,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="new folder for the checkpoint (never overwritten)")
     add_command_options(export, EXPORT)  # the model and compression options of pytest -m kick, same names
     export.add_argument("--no-verify", action="store_true", help="skip loading the export back with GPTQModel")
+    experiment_commands.add_parsers(commands)
     commands.add_parser("run", help="pytest -m kick with the remaining arguments", add_help=False)
     return parser
 
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
             args.pytest_args = args.pytest_args[1:]
         commands = {"info": _info, "prepare": _prepare, "cache": _cache, "sweep": _sweep, "report": _report,
-                    "export": _export}
+                    "export": _export, "compare": experiment_commands.compare_command,
+                    "dashboard": experiment_commands.dashboard_command}
         return commands[args.command](args)
     except KickError as error:
         print(f"kick: error: {error}", file=sys.stderr)

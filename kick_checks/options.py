@@ -112,6 +112,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("markdown", "--kick-markdown", "write a Markdown summary table, e.g. to $GITHUB_STEP_SUMMARY", None),
     Option("no_compress_cache", "--kick-no-compress-cache", "always compress; do not read or write the "
            "compressed-weights cache", None, action="store_true"),
+    Option("no_measure", "--kick-no-measure", "skip measuring storage, throughput and the divergence from dense on "
+           "the fixed probe (about 600 tokens through the model per run; the JSON's efficiency and divergence)",
+           None, action="store_true"),
     # the tasks
     Option("data", "--kick-data", "NAME=PATH: a task's data from our JSONL or the real benchmark's files "
            "(repeatable; [tool.kick.data] too)", dict, action="append"),

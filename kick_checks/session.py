@@ -18,6 +18,7 @@ from compressors import CompressionReport, get_compressor, measure_sparsity
 from compressors.progress import note
 from compressors.spec import QUANTIZATION_METHODS, SpecError
 from kick_checks.errors import KickError
+from kick_checks.experiments.measure import RunMeasurement
 from kick_checks.gate.outcome import Outcome
 from kick_checks.gate.store import BaselineStore
 from kick_checks.judge import Judge, JudgeConfig
@@ -64,6 +65,7 @@ class KickSession:
         self._load_error: KickError | None = None
         self._judge: Judge | None = None
         self.outcomes: list[Outcome] = []
+        self.measurement: RunMeasurement | None = None  # efficiency and divergence, unless --kick-no-measure
         self.notes: list[str] = []  # shown in the summary: stale temporary files removed, and the like
         self.steps = [] if settings.spec.is_dense else self._steps()
         self.store = BaselineStore(self.ref.alias, settings.baselines_dir, root, shipped_baselines_dir(),
@@ -107,8 +109,15 @@ class KickSession:
                                     cache_dir=self.settings.cache_dir)
                 log.info("loaded %s (%s, %s) in %.1fs", self.ref.alias, self.dtype, self.device,
                          time.perf_counter() - started)
+                measurement = RunMeasurement(self.settings.spec) if self.settings.measure else None
+                if measurement is not None:
+                    measurement.before(loaded.model, loaded.tokenizer)
                 if self.steps:
                     self.compress(loaded)
+                if measurement is not None:
+                    measurement.after(loaded.model, loaded.tokenizer)
+                    self.measurement = measurement
+                    self.notes.append(measurement.summary())
             except KickError as error:
                 self._load_error = error
                 raise

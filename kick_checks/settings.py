@@ -131,6 +131,7 @@ class RunSettings:
     gate: str = "threshold"
     alpha: float = 0.05
     compress_cache: bool = True
+    measure: bool = True  # efficiency and divergence on the fixed probe (--kick-no-measure turns it off)
     batch_size: int | str | None = None  # --kick-batch-size: a number, "auto", or None for each task's default
     json_report: Path | None = None
     markdown_report: Path | None = None
@@ -229,6 +230,7 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         gate=gate,
         alpha=alpha,
         compress_cache=not options.get("no_compress_cache"),
+        measure=not options.get("no_measure"),
         batch_size=parse_batch_size(pick("batch_size")),
         json_report=Path(options["json"]) if options.get("json") else None,
         markdown_report=Path(options["markdown"]) if options.get("markdown") else None,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import kick_checks
 from kick_checks.atomic import write_text_atomically
+from kick_checks.experiments.record import EXPERIMENT_KEYS, experiment_fields
 
 
 def run_document(session) -> dict:
@@ -39,6 +40,7 @@ def run_document(session) -> dict:
         "judge_model": session.settings.judge.model,
         "compression": session.compression.to_dict() if session.compression else None,
         "tasks": tasks,
+        **experiment_fields(session),
     }
 
 
@@ -72,6 +74,8 @@ def merged_document(documents: list[dict]) -> dict:
                              key=lambda task: task["task"])
     merged["compression"] = next((d["compression"] for d in documents if d.get("compression")), None)
     merged["model"] = max((d["model"] for d in documents), key=len)
+    for key in EXPERIMENT_KEYS:
+        merged[key] = next((d[key] for d in documents if d.get(key)), None)
     return merged
 
 
