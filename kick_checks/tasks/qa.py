@@ -64,9 +64,9 @@ def _block(question: str, passage: str | None, answer: str | None) -> str:
     return text + ("Answer:" if answer is None else f"Answer: {answer}\n\n")
 
 
-def build_prompt(item: QAItem, shots: tuple[QAShot, ...], with_passage: bool) -> str:
+def build_prompt(item: QAItem, shots: tuple[QAShot, ...], with_passage: bool, instruction: str = INSTRUCTION) -> str:
     """Instruction, the worked shots, then the item's question (with its passage for open book)."""
-    parts = [INSTRUCTION + "\n\n"]
+    parts = [instruction + "\n\n"]
     for shot in shots:
         parts.append(_block(shot.question, shot.passage if with_passage else None, shot.answer))
     parts.append(_block(item.question, item.passage if with_passage else None, None))
@@ -87,8 +87,14 @@ class ShortAnswerQA:
     def evaluate(self, model, tokenizer, items: list[QAItem], fingerprint: dict,
                  batch_size: int | str | None = None) -> TaskResult:
         """``fingerprint`` gets the decoding settings, with the batch size actually used."""
-        started = time.perf_counter()
         prompts = [build_prompt(item, self.shots, self.with_passage) for item in items]
+        return self.evaluate_prompts(model, tokenizer, items, prompts, fingerprint, batch_size)
+
+    def evaluate_prompts(self, model, tokenizer, items: list[QAItem], prompts: list[str], fingerprint: dict,
+                         batch_size: int | str | None = None) -> TaskResult:
+        """Score ``items`` answered after ``prompts`` (one per item): the task's own prompts, or the ones a
+        knowledge-recovery strategy chose (:mod:`kick_checks.recovery`)."""
+        started = time.perf_counter()
         longest = max(prompts, key=len, default="")
         tokens = len(tokenizer(longest).input_ids) + self.decoding.max_new_tokens
         decoding = replace(self.decoding, engine=generation_engine(model),
