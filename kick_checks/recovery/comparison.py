@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from kick_checks.recovery.pools import recovery_task, supported_tasks
 from kick_checks.recovery.session_hook import recovery_context
 from kick_checks.session import KickSession
 from kick_checks.settings import RunSettings
-from kick_checks.tasks import TaskResult
+from kick_checks.tasks import ItemOutcome, TaskResult
+from kick_checks.tasks.protocol import metric_from
 
 #: Strategies that change only the input, so the dense model can be run under them too.
 PROMPTING = ("prompt", "idp")
@@ -101,15 +103,69 @@ def _share(part: int, whole: int) -> str:
     return f"{part} ({part / whole:.0%}, {low:.0%}-{high:.0%})"
 
 
+@dataclass
+class DenseSide:
+    """The dense model's results: plainly (item by item) and each prompting strategy's score. Computed once, it
+    serves every compressed model of the same dense one (``bench/recovery_finding.py`` compares four)."""
+
+    plain: dict[str, TaskResult]
+    with_strategy: dict[str, dict[str, float]]  # task -> strategy -> score
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"plain": {key: result.to_dict() for key, result in self.plain.items()},
+                "with_strategy": self.with_strategy, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, document: dict) -> DenseSide:
+        plain = {}
+        for key, entry in document["plain"].items():
+            items = [ItemOutcome(**item) for item in entry["items"]]
+            plain[key] = TaskResult(key, metric_from(entry["metric"]), items, entry.get("fingerprint", {}),
+                                    entry.get("seconds", 0.0))
+        return cls(plain, document["with_strategy"], document.get("seconds", 0.0))
+
+
+def _plan(settings: RunSettings, task_keys: list[str] | None, strategies: list[str] | None):
+    tasks = {key: recovery_task(key) for key in (task_keys or supported_tasks())}
+    names = strategies or list(STRATEGIES)
+    return tasks, names, {name: get_strategy(name) for name in names}
+
+
+def evaluate_dense(settings: RunSettings, root: Path, task_keys: list[str] | None = None,
+                   strategies: list[str] | None = None) -> DenseSide:
+    """The dense model plainly and under each prompting strategy (in memory; no baseline is touched)."""
+    tasks, names, chosen = _plan(settings, task_keys, strategies)
+    context = recovery_context(settings)
+    session = KickSession(settings, root)
+    started = time.perf_counter()
+    note(f"loading the dense {session.ref.alias}")
+    dense = load_model(session.ref, dtype=session.dtype, device=session.device, cache_dir=settings.cache_dir)
+    plain: dict[str, TaskResult] = {}
+    with_strategy: dict[str, dict[str, float]] = {}
+    for key, task in tasks.items():
+        options = session.task_options(task.data_key())
+        note(f"dense {key}")
+        plain[key] = task.run(dense.model, dense.tokenizer, options)
+        for name in (name for name in names if name in PROMPTING):
+            note(f"dense {key} under {name}")
+            run = chosen[name].run(task, dense.model, dense.tokenizer, options, context)
+            with_strategy.setdefault(key, {})[name] = run.result.score
+    return DenseSide(plain, with_strategy, time.perf_counter() - started)
+
+
 def run_comparison(settings: RunSettings, root: Path, task_keys: list[str] | None = None,
-                   strategies: list[str] | None = None) -> RecoveryComparison:
-    """Evaluate ``strategies`` (default all) on ``task_keys`` (default every task recovery supports)."""
+                   strategies: list[str] | None = None,
+                   dense: DenseSide | Callable[[], DenseSide] | None = None) -> RecoveryComparison:
+    """Evaluate ``strategies`` (default all) on ``task_keys`` (default every task recovery supports), against
+    ``dense``: evaluated here first when not given; a function is called only once the compressed side is done
+    (so a separate process may still be computing it)."""
     if settings.spec.is_dense:
         raise KickError("kick recover compares a compressed model with the dense one: give --sparsity or --kick-bits")
-    keys = task_keys or supported_tasks()
-    tasks = {key: recovery_task(key) for key in keys}
-    names = strategies or list(STRATEGIES)
-    chosen = {name: get_strategy(name) for name in names}
+    tasks, names, chosen = _plan(settings, task_keys, strategies)
+    if dense is None:
+        dense = evaluate_dense(settings, root, list(tasks), names)
+        gc.collect()
     context = recovery_context(settings)
     session = KickSession(settings, root)
     seconds: dict[str, float] = {}
@@ -120,33 +176,27 @@ def run_comparison(settings: RunSettings, root: Path, task_keys: list[str] | Non
         seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - started
         return value
 
-    note(f"loading the dense {session.ref.alias}")
-    dense = load_model(session.ref, dtype=session.dtype, device=session.device, cache_dir=settings.cache_dir)
-    dense_plain: dict[str, TaskResult] = {}
-    dense_with: dict[tuple[str, str], float] = {}
-    for key, task in tasks.items():
-        options = session.task_options(task.data_key())
-        note(f"dense {key}")
-        dense_plain[key] = timed("dense", task.run, dense.model, dense.tokenizer, options)
-        for name in (name for name in names if name in PROMPTING):
-            note(f"dense {key} under {name}")
-            run = chosen[name].run(task, dense.model, dense.tokenizer, options, context)
-            dense_with[(key, name)] = run.result.score
-    del dense
-    gc.collect()
     timed("load and compress", getattr, session, "loaded")
-    report = RecoveryComparison(session.model_fingerprint(), settings.spec.label(), seconds=seconds)
+    runs = []
     for key, task in tasks.items():
         compressed = timed("compressed", session.result, key)
         options = session.task_options(task.data_key())
         for name in names:
             note(f"compressed {key} under {name}")
             loaded = session.loaded
-            run = timed(name, chosen[name].run, task, loaded.model, loaded.tokenizer, options, context)
-            accounting = account(dense_plain[key].items, compressed.items, run.result.items)
-            report.rows.append(StrategyRow(key, name, dense_plain[key].score, compressed.score,
-                                           dense_with.get((key, name)), run.result.score, accounting, run.cost()))
-    report.model = session.model_fingerprint()
+            runs.append((key, name, compressed,
+                         timed(name, chosen[name].run, task, loaded.model, loaded.tokenizer, options, context)))
+    dense = dense() if callable(dense) else dense
+    missing = [key for key in tasks if key not in dense.plain]
+    if missing:
+        raise KickError(f"the dense results lack {', '.join(missing)}: evaluate the dense model on them too")
+    seconds["dense"] = dense.seconds
+    report = RecoveryComparison(session.model_fingerprint(), settings.spec.label(), seconds=seconds)
+    for key, name, compressed, run in runs:
+        accounting = account(dense.plain[key].items, compressed.items, run.result.items)
+        report.rows.append(StrategyRow(key, name, dense.plain[key].score, compressed.score,
+                                       dense.with_strategy.get(key, {}).get(name), run.result.score,
+                                       accounting, run.cost()))
     if session.compression is not None:
         seconds["compression"] = session.compression.seconds
     return report
