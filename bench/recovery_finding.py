@@ -29,7 +29,7 @@ from kick_checks.settings import build_settings  # noqa: E402
 
 def settings_for(args: argparse.Namespace, spec: str | None):
     options: dict = {"model": args.model, "dtype": args.dtype, "device": "cpu", "limit": args.limit,
-                     "idp_rule": args.idp_rule}
+                     "idp_rule": args.idp_rule, "calib_samples": args.calib_samples}
     if spec:
         method, _, value = spec.partition(":")
         if method in ("gptq", "rtn"):
@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--limit", type=int, default=None, help="items per task (default: all)")
     parser.add_argument("--idp-rule", default="fit", choices=["fit", "confidence"])
+    parser.add_argument("--calib-samples", type=int, default=None, help="calibration windows (default the suite's)")
     parser.add_argument("--strategies", default="prompt,idp,lora")
     parser.add_argument("stage", choices=["dense", "spec", "table"])
     parser.add_argument("spec", nargs="?", help="METHOD:SPARSITY or gptq:BITS (stage spec)")

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import build_tiny_model, train_toy_qa_model  # noqa: E402
+from tiny_models import build_tiny_model, train_toy_qa_model, train_toy_recovery_model  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,6 +35,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def toy_qa(tmp_path_factory) -> tuple[Path, Path]:
     """(model directory, data file): a tiny Llama trained to answer a toy factoid set perfectly."""
     return train_toy_qa_model(tmp_path_factory.mktemp("toy-qa"))
+
+
+@pytest.fixture(scope="session")
+def toy_recovery(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(model directory, evaluated data, held-out pool): a tiny Llama that knows eight toy facts under the factoid
+    prompt and under the fixed recovery prompt built from the other four (see train_toy_recovery_model)."""
+    return train_toy_recovery_model(tmp_path_factory.mktemp("toy-recovery"))
 
 
 @pytest.fixture(scope="session")
