@@ -180,7 +180,8 @@ def test_pytest_kick_recovery_reports_recovered_items_and_the_recoverable_gate_c
     plain.assert_outcomes(failed=1)
     plain.stdout.fnmatch_lines(["*knowledge recovery (prompt): score *under recovery (dense 1.000)*",
                                 "*recovery cost: 0 extra parameters*",
-                                "*factoid_qa: exact_match dense 1.000 -> *FAIL; recovery prompt *lost items recovered*"])
+                                "*factoid_qa: exact_match dense 1.000 -> *FAIL; recovery prompt *lost items "
+                                "recovered*"])
     entry = json.loads((tmp_path / "plain.json").read_text())["tasks"][0]["knowledge_recovery"]
     assert entry["strategy"] == "prompt" and entry["recovered"] >= 1 and not entry["counted_as_kept"]
     assert entry["recovered"] + entry["forgotten"] == entry["lost"] == len(entry["items"]["lost"])
