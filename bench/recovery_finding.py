@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--limit", type=int, default=None, help="items per task (default: all)")
-    parser.add_argument("--idp-rule", default="fit", choices=["fit", "confidence"])
+    parser.add_argument("--idp-rule", default="fit", choices=["fit", "confidence", "similarity"])
     parser.add_argument("--calib-samples", type=int, default=None, help="calibration windows (default the suite's)")
     parser.add_argument("--strategies", default="prompt,idp,lora")
     parser.add_argument("stage", choices=["dense", "spec", "table"])
@@ -78,7 +78,8 @@ def main() -> int:
         started = time.perf_counter()
         print(f"{args.spec}, {load()}", flush=True)
         report = run_comparison(settings_for(args, args.spec), ROOT, None, strategies, dense=dense)
-        write_report(report, args.out / f"{args.spec.replace(':', '-')}.json")
+        suffix = "" if args.strategies == "prompt,idp,lora" else f"-{args.strategies.replace(',', '-')}-{args.idp_rule}"
+        write_report(report, args.out / f"{args.spec.replace(':', '-')}{suffix}.json")
         print(report.table())
         plain = report.seconds.get("compressed", 0.0)
         for name in ("prompt", "idp"):

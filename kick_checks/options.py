@@ -132,8 +132,9 @@ OPTIONS: tuple[Option, ...] = (
            "prompts, JSON lines in its schema (repeatable; default the bundled pools; [tool.kick.recovery_pool] too)",
            dict, action="append", commands=frozenset({PYTEST, RECOVER})),
     Option("idp_rule", "--kick-idp-rule", "how idp picks an input's prompt: fit (default: the prompt after which the "
-           "question is most likely) or confidence (the prompt under which the model is surest of its answer)",
-           choices=("fit", "confidence"), commands=frozenset({PYTEST, RECOVER})),
+           "question is most likely), confidence (the prompt under which the model is surest of its answer) or "
+           "similarity (the prompt whose demonstrations' questions are nearest in embedding space; no forward pass)",
+           choices=("fit", "confidence", "similarity"), commands=frozenset({PYTEST, RECOVER})),
     # the judge
     Option("judge_model", "--kick-judge-model", "LLM judge model for summarization and instruction following (key "
            "from OPENAI_API_KEY)"),

@@ -216,8 +216,8 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         raise KickError(f"--kick-recovery {recovery} measures what compression lost and never records baselines: "
                         "run it on a compressed model (--sparsity, --kick-bits), without --kick-update-baselines")
     idp_rule = str(pick("idp_rule") or "fit").strip()
-    if idp_rule not in ("fit", "confidence"):
-        raise KickError(f"--kick-idp-rule {idp_rule!r} is unknown: use fit or confidence")
+    if idp_rule not in ("fit", "confidence", "similarity"):
+        raise KickError(f"--kick-idp-rule {idp_rule!r} is unknown: use fit, confidence or similarity")
     alpha = pick("alpha")
     try:
         alpha = 0.05 if alpha is None else float(alpha)

@@ -80,7 +80,7 @@ def test_the_confidence_rule_picks_the_prompt_the_model_is_surest_under(toy_reco
     run = get_strategy("idp").run(task, pruned.model, pruned.tokenizer, options,
                                   RecoveryContext(pool_paths={"factoid_qa": pool}, idp_rule="confidence"))
     assert run.details["rule"] == "confidence" and sum(run.details["chosen"].values()) == run.result.n
-    with pytest.raises(KickError, match="--kick-idp-rule 'vote' is unknown: use fit or confidence"):
+    with pytest.raises(KickError, match="--kick-idp-rule 'vote' is unknown: use fit, confidence, similarity"):
         get_strategy("idp").run(task, pruned.model, pruned.tokenizer, options, RecoveryContext(idp_rule="vote"))
 
 

@@ -14,6 +14,10 @@ rules, both label-free and both run before any answer is generated:
   its most likely first answer token (short-answer QA), or of its chosen option among the four (multiple choice;
   the options are scored under every prompt, and the chosen prompt's scores are the answer, so nothing is
   scored twice).
+- ``similarity``: the prompt whose demonstrations' questions are closest to the input's question in the model's
+  own input-embedding space (cosine of mean token embeddings). No forward pass at all: the cheapest rule, for
+  when scoring every candidate costs too much (``fit`` and ``confidence`` run the question once per candidate,
+  which on a CPU is about half an evaluation each).
 
 Ties keep the earlier prompt; the task's own prompt comes first, so an input keeps it unless another prompt does
 strictly better. Only the chosen prompt is generated from.
@@ -22,6 +26,8 @@ strictly better. Only the chosen prompt is generated from.
 from __future__ import annotations
 
 import time
+
+import torch
 
 from kick_checks.errors import KickError
 from kick_checks.recovery.forms import ChoiceForm, Prompt, form_of
@@ -45,12 +51,29 @@ def choose(scores: list[list[float]]) -> list[int]:
     return chosen
 
 
+def similarity_scores(model, tokenizer, questions: list[str], candidates: list[Prompt]) -> list[list[float]]:
+    """``scores[candidate][item]``: cosine between the mean input embedding of each question and of each
+    candidate's demonstration questions (its header for a prompt without demonstrations)."""
+    embeddings = model.get_input_embeddings().weight
+
+    def vector(text: str) -> torch.Tensor:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] or [0]
+        with torch.no_grad():
+            mean = embeddings[torch.tensor(ids, device=embeddings.device)].float().mean(dim=0)
+        return mean / mean.norm().clamp_min(1e-12)
+
+    asked = torch.stack([vector(question) for question in questions])
+    shown = torch.stack([vector(" ".join(question for question, _ in prompt.demos) or prompt.header)
+                         for prompt in candidates])
+    return (shown @ asked.T).tolist()
+
+
 class DynamicPrompting:
     name = "idp"
 
     def run(self, task: Task, model, tokenizer, options: TaskOptions, context: RecoveryContext) -> RecoveredRun:
         if context.idp_rule not in IDP_RULES:
-            raise KickError(f"--kick-idp-rule {context.idp_rule!r} is unknown: use {' or '.join(IDP_RULES)}")
+            raise KickError(f"--kick-idp-rule {context.idp_rule!r} is unknown: use {', '.join(IDP_RULES)}")
         started = time.perf_counter()
         recovery_task(task.key)
         form = form_of(task)
@@ -70,7 +93,7 @@ class DynamicPrompting:
             candidates = [own, *offered]
             scores, per_candidate = self._scores(form, model, tokenizer, members, candidates, context.idp_rule,
                                                  options)
-            scored = sum(count(form.query(item)) for item in members)
+            scored = 0 if context.idp_rule == "similarity" else sum(count(form.query(item)) for item in members)
             if per_candidate is not None:  # the options were scored too
                 scored += sum(count(f" {choice}") for item in members for choice in item.choices)
             scored_tokens += len(candidates) * scored
@@ -101,6 +124,8 @@ class DynamicPrompting:
         candidate's option scores, which are then the answers."""
         if rule == "fit":
             return [form.fit(model, tokenizer, items, prompt) for prompt in candidates], None
+        if rule == "similarity":
+            return similarity_scores(model, tokenizer, [item.question for item in items], candidates), None
         if isinstance(form, ChoiceForm):
             options_by_candidate = [form.option_scores(model, tokenizer, items, prompt, options.batch_size)
                                     for prompt in candidates]

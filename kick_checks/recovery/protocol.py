@@ -18,7 +18,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 from kick_checks.tasks import Task, TaskOptions, TaskResult
 
 #: The label-free rules :mod:`kick_checks.recovery.dynamic` chooses a prompt by.
-IDP_RULES = ("fit", "confidence")
+IDP_RULES = ("fit", "confidence", "similarity")
 
 
 @dataclass
