@@ -73,13 +73,16 @@ def test_dynamic_prompting_chooses_per_input_without_labels_and_recovers_too(toy
     assert dynamic.scored_tokens_per_item > 0 and dynamic.details["rule"] == "fit"
 
 
-def test_the_confidence_rule_picks_the_prompt_the_model_is_surest_under(toy_recovery):
+def test_the_confidence_and_similarity_rules_choose_a_prompt_for_every_input(toy_recovery):
     model_dir, data, pool = toy_recovery
     pruned = pruned_toy(toy_recovery)
     task, options = get_task("factoid_qa"), TaskOptions(data_path=data)
     run = get_strategy("idp").run(task, pruned.model, pruned.tokenizer, options,
                                   RecoveryContext(pool_paths={"factoid_qa": pool}, idp_rule="confidence"))
     assert run.details["rule"] == "confidence" and sum(run.details["chosen"].values()) == run.result.n
+    similar = get_strategy("idp").run(task, pruned.model, pruned.tokenizer, options,
+                                      RecoveryContext(pool_paths={"factoid_qa": pool}, idp_rule="similarity"))
+    assert similar.scored_tokens_per_item == 0 and sum(similar.details["chosen"].values()) == similar.result.n
     with pytest.raises(KickError, match="--kick-idp-rule 'vote' is unknown: use fit, confidence, similarity"):
         get_strategy("idp").run(task, pruned.model, pruned.tokenizer, options, RecoveryContext(idp_rule="vote"))
 

@@ -47,6 +47,8 @@ class StrategyRow:
     def to_dict(self) -> dict:
         return {"task": self.task, "strategy": self.strategy, "dense": self.dense, "compressed": self.compressed,
                 "dense_with_strategy": self.dense_with, "compressed_with_strategy": self.compressed_with,
+                "gap": self.dense - self.compressed,
+                "gap_with_strategy": (self.dense if self.dense_with is None else self.dense_with) - self.compressed_with,
                 **self.accounting.to_dict(), "cost": self.cost}
 
 
@@ -75,15 +77,19 @@ class RecoveryComparison:
         return totals
 
     def table(self) -> str:
-        header = ("| task | strategy | dense | compressed | dense + strategy | compressed + strategy | lost | "
-                  "recovered (95% CI) | broken | gained | extra params | extra tokens/item | seconds |")
+        header = ("| task | strategy | dense | compressed | dense + strategy | compressed + strategy | gap -> gap "
+                  "under strategy | lost | recovered (95% CI) | broken | gained | extra params | extra tokens/item | "
+                  "seconds |")
         lines = [f"kick recover: {self.model.get('alias')} ({self.model.get('dtype')}), {self.spec_label}", "",
-                 header, "|" + "---|" * 13]
+                 header, "|" + "---|" * 14]
         for row in self.rows:
             dense_with = "" if row.dense_with is None else f"{row.dense_with:.3f}"
+            # The dense-compressed gap, plainly and under the strategy (LoRA: against the plain dense score).
+            gap_with = (row.dense if row.dense_with is None else row.dense_with) - row.compressed_with
             lines.append(
                 f"| {row.task} | {row.strategy} | {row.dense:.3f} | {row.compressed:.3f} | {dense_with} | "
-                f"{row.compressed_with:.3f} | {len(row.accounting.lost)} | "
+                f"{row.compressed_with:.3f} | {row.dense - row.compressed:+.3f} -> {gap_with:+.3f} | "
+                f"{len(row.accounting.lost)} | "
                 f"{_share(len(row.accounting.recovered), len(row.accounting.lost))} | "
                 f"{len(row.accounting.broken)} | {len(row.accounting.gained)} | {row.cost['extra_parameters']:,} | "
                 f"{row.cost['extra_tokens_per_item'] + row.cost['scored_tokens_per_item']:.0f} | "
