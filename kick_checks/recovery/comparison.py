@@ -48,7 +48,8 @@ class StrategyRow:
         return {"task": self.task, "strategy": self.strategy, "dense": self.dense, "compressed": self.compressed,
                 "dense_with_strategy": self.dense_with, "compressed_with_strategy": self.compressed_with,
                 "gap": self.dense - self.compressed,
-                "gap_with_strategy": (self.dense if self.dense_with is None else self.dense_with) - self.compressed_with,
+                "gap_with_strategy": (self.dense if self.dense_with is None else self.dense_with)
+                - self.compressed_with,
                 **self.accounting.to_dict(), "cost": self.cost}
 
 
