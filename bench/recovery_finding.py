@@ -88,17 +88,27 @@ def main() -> int:
                       f"= {report.seconds[name] / plain:.2f}x")
         print(f"spec done in {time.perf_counter() - started:.0f}s, {load()}")
         return 0
+    print("| compression | strategy | lost | recovered (95% CI) | forgotten | broken | gained | mean score: dense -> "
+          "compressed | under strategy: dense -> compressed | extra params |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for path in sorted(args.out.glob("*.json")):
         if path.name == "dense.json":
             continue
         document = json.loads(path.read_text())
-        print(f"\n## {document['spec_label']}")
         for strategy, entry in document["totals"].items():
+            rows = [row for row in document["rows"] if row["strategy"] == strategy]
             low, high = entry["recovered_interval"]
             fraction = entry["recovered_fraction"]
-            share = "-" if fraction is None else f"{fraction:.0%} ({low:.0%}-{high:.0%})"
-            print(f"{strategy}: lost {entry['lost']}, recovered {entry['recovered']} {share}, broken "
-                  f"{entry['broken']}, gained {entry['gained']}")
+            share = "-" if fraction is None else f"{entry['recovered']} ({fraction:.0%}, {low:.0%}-{high:.0%})"
+
+            def mean(key: str, rows: list[dict] = rows) -> float:
+                values = [row[key] if row[key] is not None else row["dense"] for row in rows]
+                return sum(values) / len(values)
+
+            print(f"| {document['spec_label']} | {strategy} | {entry['lost']} | {share} | "
+                  f"{entry['lost'] - entry['recovered']} | {entry['broken']} | {entry['gained']} | "
+                  f"{mean('dense'):.3f} -> {mean('compressed'):.3f} | {mean('dense_with_strategy'):.3f} -> "
+                  f"{mean('compressed_with_strategy'):.3f} | {rows[0]['cost']['extra_parameters']:,} |")
     return 0
 
 
