@@ -9,6 +9,7 @@
     kick export --out DIR ...     quantize as the suite does and write a GPTQ checkpoint (GPTQModel format)
     kick compare A B              two runs task by task and item by item; exit 1 when B is significantly worse
     kick dashboard DIR            one self-contained HTML file comparing every run in DIR
+    kick recover --sparsity 0.5   knowledge recovery (prompt, idp, lora) on one compressed model: a table
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from kick_checks.model.loading import (
     resolve_dtype,
     resolve_model,
 )
-from kick_checks.options import EXPORT, add_command_options, command_values
+from kick_checks.options import EXPORT, RECOVER, add_command_options, command_values
 from kick_checks.session import shipped_baselines_dir
 from kick_checks.tasks import all_tasks
 
@@ -130,6 +131,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recover(args: argparse.Namespace) -> int:
+    from kick_checks.recovery.comparison import run_comparison, write_report
+    from kick_checks.settings import build_settings, read_tool_config
+
+    settings = build_settings(command_values(args, RECOVER), read_tool_config(Path("pyproject.toml")), Path.cwd())
+    report = run_comparison(settings, Path.cwd(), [key.strip() for key in args.tasks.split(",") if key.strip()],
+                            [name.strip() for name in args.strategies.split(",") if name.strip()])
+    print(report.table())
+    if settings.json_report is not None:
+        print(f"wrote {write_report(report, settings.json_report)}")
+    return 0
+
+
 def _run(pytest_args: list[str]) -> int:
     import pytest
 
@@ -166,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_command_options(export, EXPORT)  # the model and compression options of pytest -m kick, same names
     export.add_argument("--no-verify", action="store_true", help="skip loading the export back with GPTQModel")
     experiment_commands.add_parsers(commands)
+    recover = commands.add_parser("recover", help="compare knowledge-recovery strategies on one compressed model")
+    recover.add_argument("--strategies", default="prompt,idp,lora", help="comma-separated: prompt, idp, lora")
+    recover.add_argument("--tasks", default="", help="comma-separated knowledge tasks (default: every one that "
+                         "supports recovery)")
+    add_command_options(recover, RECOVER)  # the model, compression and data options of pytest -m kick
     commands.add_parser("run", help="pytest -m kick with the remaining arguments", add_help=False)
     return parser
 
@@ -180,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             args.pytest_args = args.pytest_args[1:]
         commands = {"info": _info, "prepare": _prepare, "cache": _cache, "sweep": _sweep, "report": _report,
                     "export": _export, "compare": experiment_commands.compare_command,
-                    "dashboard": experiment_commands.dashboard_command}
+                    "dashboard": experiment_commands.dashboard_command, "recover": _recover}
         return commands[args.command](args)
     except KickError as error:
         print(f"kick: error: {error}", file=sys.stderr)

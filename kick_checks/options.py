@@ -95,8 +95,9 @@ OPTIONS: tuple[Option, ...] = (
            "all tasks or as TASK=VALUE (repeatable; default 0.05); [tool.kick] tolerances = {TASK = VALUE} too",
            (int, float, str), action="append"),
     Option("gate", "--kick-gate", "threshold (default): fail on a loss beyond the tolerance; significant: and only "
-           "when the paired test (McNemar / bootstrap) finds it significant at --kick-alpha",
-           choices=("threshold", "significant")),
+           "when the paired test (McNemar / bootstrap) finds it significant at --kick-alpha; recoverable: count the "
+           "items --kick-recovery brings back as kept (knowledge tasks)",
+           choices=("threshold", "significant", "recoverable")),
     Option("alpha", "--kick-alpha", "significance level (default 0.05)", NUMBER),
     # baselines and reports
     Option("update_baselines", "--kick-update-baselines", "evaluate the dense model and (re)write the baselines",
@@ -108,7 +109,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("baselines_dir", "--kick-baselines-dir", "folder of baselines (default <rootdir>/baselines, else the "
            "baselines shipped)"),
     Option("json", "--kick-json", "write a JSON report (environment, fingerprints, compression, per-task and "
-           "per-item results)", None),
+           "per-item results)", None, commands=frozenset({PYTEST, RECOVER})),
     Option("markdown", "--kick-markdown", "write a Markdown summary table, e.g. to $GITHUB_STEP_SUMMARY", None),
     Option("no_compress_cache", "--kick-no-compress-cache", "always compress; do not read or write the "
            "compressed-weights cache", None, action="store_true"),
@@ -117,13 +118,26 @@ OPTIONS: tuple[Option, ...] = (
            None, action="store_true"),
     # the tasks
     Option("data", "--kick-data", "NAME=PATH: a task's data from our JSONL or the real benchmark's files "
-           "(repeatable; [tool.kick.data] too)", dict, action="append"),
+           "(repeatable; [tool.kick.data] too)", dict, action="append", commands=frozenset({PYTEST, RECOVER})),
     Option("limit", "--kick-limit", "evaluate a seeded random sample of N items per task (compared on the items "
-           "both runs have)", int),
+           "both runs have)", int, commands=frozenset({PYTEST, RECOVER})),
     Option("ppl_seqlen", "--kick-ppl-seqlen", "perplexity window in tokens (default: the model's context, at most "
            "2048)", int),
     Option("batch_size", "--kick-batch-size", "prompts per forward pass: a number, or auto (sized from GPU memory; "
-           "the task defaults on CPU). Default: each task's own, as the baselines were recorded", (int, str)),
+           "the task defaults on CPU). Default: each task's own, as the baselines were recorded", (int, str),
+           commands=frozenset({PYTEST, RECOVER})),
+    # knowledge recovery
+    Option("recovery", "--kick-recovery", "on each knowledge task, also try to bring lost items back: prompt (a fixed "
+           "recovery prompt), idp (a curated prompt per input, chosen without labels) or lora (a LoRA adapter "
+           "trained on the calibration text, sparsity mask kept; needs the recovery extra); reports recovered and "
+           "forgotten items", choices=("prompt", "idp", "lora")),
+    Option("recovery_pool", "--kick-recovery-pool", "NAME=PATH: held-out demonstrations for a task's recovery "
+           "prompts, JSON lines in its schema (repeatable; default the bundled pools; [tool.kick.recovery_pool] too)",
+           dict, action="append", commands=frozenset({PYTEST, RECOVER})),
+    Option("idp_rule", "--kick-idp-rule", "how idp picks an input's prompt: fit (default: the prompt after which the "
+           "question is most likely), confidence (the prompt under which the model is surest of its answer) or "
+           "similarity (the prompt whose demonstrations' questions are nearest in embedding space; no forward pass)",
+           choices=("fit", "confidence", "similarity"), commands=frozenset({PYTEST, RECOVER})),
     # the judge
     Option("judge_model", "--kick-judge-model", "LLM judge model for summarization and instruction following (key "
            "from OPENAI_API_KEY)"),

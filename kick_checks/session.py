@@ -71,6 +71,11 @@ class KickSession:
         self.store = BaselineStore(self.ref.alias, settings.baselines_dir, root, shipped_baselines_dir(),
                                    update=settings.update_baselines, update_missing=settings.update_missing,
                                    sample_update=settings.update_sample)
+        self.recovery = None  # --kick-recovery: a kick_checks.recovery.session_hook.SessionRecovery
+        if settings.recovery:
+            from kick_checks.recovery.session_hook import SessionRecovery
+
+            self.recovery = SessionRecovery(settings)
 
     def prepare(self, task_keys: list[str]) -> list[str]:
         """Before any model work: check every baseline ``task_keys`` will be gated on (or can be written), so bad
@@ -79,6 +84,8 @@ class KickSession:
         expected = {key: get_task(key).expected_fingerprint(self.task_options(get_task(key).data_key()))
                     for key in dict.fromkeys(task_keys)}
         identity = model_identity(self.ref, self.dtype, self.settings.cache_dir)
+        if self.recovery is not None:
+            self.recovery.check(task_keys)
         self.notes = self.store.prepare(expected, identity, self.settings.limit)
         return self.notes
 
@@ -249,5 +256,7 @@ class KickSession:
             outcome = self.store.compare(result, fingerprint, self.settings.tolerance_for(task_key),
                                          self.settings.spec.label(), gate=self.settings.gate,
                                          alpha=self.settings.alpha)
+            if self.recovery is not None:
+                outcome = self.recovery.annotate(self, task_key, outcome)
         self.outcomes.append(outcome)
         return outcome

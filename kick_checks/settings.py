@@ -97,6 +97,21 @@ def parse_data_paths(option_values: list[str], config: dict) -> dict[str, Path]:
     return paths
 
 
+def parse_recovery_pools(option_values: list[str], config: dict) -> dict[str, Path]:
+    """``--kick-recovery-pool NAME=PATH`` entries over ``[tool.kick.recovery_pool]``; every NAME must be the data
+    name of a task that knowledge recovery supports."""
+    from kick_checks.recovery.pools import check_pool_names
+
+    entries = {str(name): Path(str(path)) for name, path in config.get("recovery_pool", {}).items()}
+    for entry in option_values or []:
+        name, separator, path = entry.partition("=")
+        if not separator or not name.strip() or not path.strip():
+            raise KickError(f"--kick-recovery-pool {entry!r} must be NAME=PATH, e.g. factoid_qa=my_pool.jsonl")
+        entries[name.strip()] = Path(path.strip())
+    check_pool_names(entries)
+    return entries
+
+
 @dataclass(frozen=True)
 class JudgeSettings:
     """Which judge, and how patiently: per-request timeout and attempts, requests in flight, and the time the
@@ -135,6 +150,9 @@ class RunSettings:
     batch_size: int | str | None = None  # --kick-batch-size: a number, "auto", or None for each task's default
     json_report: Path | None = None
     markdown_report: Path | None = None
+    recovery: str | None = None  # --kick-recovery: prompt, idp or lora on the knowledge tasks
+    recovery_pools: dict[str, Path] = field(default_factory=dict)
+    idp_rule: str = "fit"
 
     @property
     def judge_model(self) -> str | None:
@@ -187,8 +205,20 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
             raise KickError(str(error)) from None
 
     gate = str(pick("gate") or "threshold").strip()
-    if gate not in ("threshold", "significant"):
-        raise KickError(f"--kick-gate {gate!r} is unknown: use threshold or significant")
+    if gate not in ("threshold", "significant", "recoverable"):
+        raise KickError(f"--kick-gate {gate!r} is unknown: use threshold, significant or recoverable")
+    recovery = pick("recovery") or None
+    if recovery is not None and recovery not in ("prompt", "idp", "lora"):
+        raise KickError(f"--kick-recovery {recovery!r} is unknown: use prompt, idp or lora")
+    if gate == "recoverable" and recovery is None:
+        raise KickError("--kick-gate recoverable counts the items recovery brings back as kept, so it needs "
+                        "--kick-recovery prompt, idp or lora")
+    if recovery is not None and spec.is_dense:
+        raise KickError(f"--kick-recovery {recovery} measures what compression lost and never records baselines: "
+                        "run it on a compressed model (--sparsity, --kick-bits), without --kick-update-baselines")
+    idp_rule = str(pick("idp_rule") or "fit").strip()
+    if idp_rule not in ("fit", "confidence", "similarity"):
+        raise KickError(f"--kick-idp-rule {idp_rule!r} is unknown: use fit, confidence or similarity")
     alpha = pick("alpha")
     try:
         alpha = 0.05 if alpha is None else float(alpha)
@@ -234,6 +264,10 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         batch_size=parse_batch_size(pick("batch_size")),
         json_report=Path(options["json"]) if options.get("json") else None,
         markdown_report=Path(options["markdown"]) if options.get("markdown") else None,
+        recovery=recovery,
+        recovery_pools={name: path if path.is_absolute() else root / path for name, path in
+                        parse_recovery_pools(options.get("recovery_pool") or [], values.config).items()},
+        idp_rule=idp_rule,
     )
 
 

@@ -11,6 +11,7 @@ from tiny_models import (  # tests/ is on the path: pyproject's pythonpath
     build_tiny_chat_model,
     build_tiny_model,
     train_toy_qa_model,
+    train_toy_recovery_model,
 )
 
 #: A little text to calibrate tiny models on.
@@ -46,6 +47,13 @@ def tiny_chat_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
 def toy_qa(tmp_path_factory) -> tuple[Path, Path]:
     """(model directory, data file): a tiny Llama trained to answer a toy factoid set perfectly."""
     return train_toy_qa_model(tmp_path_factory.mktemp("toy-qa"))
+
+
+@pytest.fixture(scope="session")
+def toy_recovery(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(model directory, evaluated data, held-out pool): a tiny Llama that knows eight toy facts under the factoid
+    prompt and under the fixed recovery prompt built from the other four (see train_toy_recovery_model)."""
+    return train_toy_recovery_model(tmp_path_factory.mktemp("toy-recovery"))
 
 
 @pytest.fixture(scope="session")

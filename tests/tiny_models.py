@@ -97,14 +97,50 @@ def build_tiny_model(
 
 def train_toy_qa_model(folder: Path, steps: int = 300, seed: int = 0) -> tuple[Path, Path]:
     """Build a tiny model that answers the toy factoid set; return (model folder, data file)."""
-    build_tiny_model(folder, hidden=96, layers=2, intermediate=192, seed=seed)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
-    model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32)
     rows = toy_items()
     texts = [
         build_prompt(QAItem("x", row["question"], tuple(row["answers"])), SHOTS, False) + f" {row['answers'][0]}\n"
         for row in rows
     ]
+    _train_on(folder, texts, steps, seed)
+    data = folder / "toy_factoid_qa.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder, data
+
+
+#: The toy facts a recovery test evaluates; the others are its held-out pool of demonstrations.
+TOY_EVALUATED = 8
+
+
+def train_toy_recovery_model(folder: Path, steps: int = 300, seed: int = 0) -> tuple[Path, Path, Path]:
+    """A tiny model that knows the first eight toy facts under two prompts: the factoid task's own and the fixed
+    recovery prompt (:func:`kick_checks.recovery.prompts.short_answer_prompts`, built from the other four facts,
+    which it also learns under the task's prompt). The recovery prompt's examples are repeated, so that route is
+    learned more firmly: pruning breaks the task prompt's route to some facts first, while the facts are still
+    reachable after the recovery prompt, which is knowledge displaced, not forgotten (a model that learns both
+    routes equally loses a fact under both at once). Returns (model folder, evaluated data, held-out pool)."""
+    from kick_checks.recovery.pools import Pool
+    from kick_checks.recovery.prompts import short_answer_prompts
+
+    rows = toy_items()
+    evaluated, held_out = rows[:TOY_EVALUATED], [{**row, "category": "colours"} for row in rows[TOY_EVALUATED:]]
+    recovery_prefix = short_answer_prompts(Pool("factoid_qa", held_out, "toy pool", ""))[0].text
+    texts = [
+        build_prompt(QAItem("x", row["question"], tuple(row["answers"])), SHOTS, False) + f" {row['answers'][0]}\n"
+        for row in rows
+    ] + [recovery_prefix + f"Question: {row['question']}\nAnswer: {row['answers'][0]}\n" for row in evaluated] * 3
+    _train_on(folder, texts, steps, seed)
+    data, pool = folder / "toy_evaluated.jsonl", folder / "toy_pool.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in evaluated))
+    pool.write_text("".join(json.dumps(row) + "\n" for row in held_out))
+    return folder, data, pool
+
+
+def _train_on(folder: Path, texts: list[str], steps: int, seed: int) -> None:
+    """A tiny model fitted to ``texts`` (every token), saved to ``folder`` with its tokenizer."""
+    build_tiny_model(folder, hidden=96, layers=2, intermediate=192, seed=seed)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32)
     batch = tokenizer(texts, return_tensors="pt", padding=True)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -117,6 +153,3 @@ def train_toy_qa_model(folder: Path, steps: int = 300, seed: int = 0) -> tuple[P
         optimizer.step()
     model.eval()
     model.save_pretrained(folder)
-    data = folder / "toy_factoid_qa.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return folder, data

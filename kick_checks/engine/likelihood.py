@@ -162,3 +162,26 @@ def _score_continuations(model, context_cache, context_mask, context_last, rows,
         targets = torch.tensor(continuation, device=device)
         scored.append(torch.log_softmax(predicting, dim=-1).gather(1, targets[:, None]).sum().item())
     return scored
+
+
+def next_token_top(model, tokenizer, prefix: str, contexts: list[str], *, batch_size: int = 16
+                   ) -> list[tuple[int, float]]:
+    """For each context, the most likely token after ``prefix + context`` and its probability: how sure the
+    model is of how its answer begins, from one forward pass and no generation (the prefix runs once)."""
+    device = next(model.parameters()).device
+    start_ids = prefix_ids(tokenizer, prefix)
+    encoded = [encode(tokenizer, context) for context in contexts]
+    if not start_ids and any(not ids for ids in encoded):
+        raise ValueError("a next token needs a prefix or a context to be conditioned on")
+    top: list[tuple[int, float]] = []
+    with torch.no_grad():
+        prefix_cache, prefix_last = None, None
+        if start_ids:
+            prefix_out = model(torch.tensor([start_ids], device=device), use_cache=True)
+            prefix_cache, prefix_last = returned_cache(prefix_out), prefix_out.logits[0, -1].float()
+        for start in range(0, len(encoded), batch_size):
+            _, _, last = _run_contexts(model, encoded[start : start + batch_size], len(start_ids), prefix_cache,
+                                       prefix_last, device)
+            probabilities, tokens = torch.softmax(last, dim=-1).max(dim=-1)
+            top.extend(zip(tokens.tolist(), probabilities.tolist()))
+    return top

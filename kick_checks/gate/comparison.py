@@ -42,6 +42,9 @@ class Comparison:
     test: PairedTest | None = None  # McNemar (0/1 scores) or paired bootstrap (graded), one-sided for a loss
     gate: str = "threshold"  # or "significant": fail only when the loss is also statistically significant
     result: TaskResult | None = None  # the compressed result compared
+    #: --kick-recovery on a knowledge task: a kick_checks.recovery.outcome.RecoveryOutcome (summary(),
+    #: message_lines(), to_report()); the gate module only shows it.
+    knowledge_recovery: object | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -100,10 +103,11 @@ class Comparison:
             low, high = self.test.interval
             statistics = f", p={self.test.p_value:.2g}, 95% CI of change [{low:+.3f}, {high:+.3f}]"
         stale = " (far better than dense: is the baseline stale?)" if self.possibly_stale else ""
+        recovery = f"; {self.knowledge_recovery.summary()}" if self.knowledge_recovery is not None else ""
         return (
             f"{self.task}: {self.metric.name} dense {self.dense:.3f} -> {self.compressed:.3f} "
             f"({loss} {self.relative_drop:+.1%}, tolerance {self.tolerance.text}, n={self.n}{problems}{statistics}) "
-            f"{self.verdict.upper()}{stale}"
+            f"{self.verdict.upper()}{stale}{recovery}"
         )
 
     def failure_message(self) -> str:
@@ -124,6 +128,8 @@ class Comparison:
             lines.append(
                 f"  lost {item.id}: dense {item.dense_prediction!r} -> compressed {item.compressed_prediction!r}"
             )
+        if self.knowledge_recovery is not None:
+            lines.extend(self.knowledge_recovery.message_lines())
         lines.append(
             "  if this loss is intended, raise the tolerance (--kick-tolerance TASK=VALUE or [tool.kick]); "
             f"if the dense model changed, re-record with {UPDATE_HINT}"
@@ -162,6 +168,8 @@ class Comparison:
                              "interval": list(self.test.interval), "significant_loss": self.test.significant_loss}
         if self.result is not None:
             entry["result"] = self.result.to_dict()
+        if self.knowledge_recovery is not None:
+            entry["knowledge_recovery"] = self.knowledge_recovery.to_report()
         return entry
 
 

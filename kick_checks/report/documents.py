@@ -64,6 +64,14 @@ def markdown_summary(document: dict) -> str:
             f"{-task['relative_loss']:+.1%} | {task['tolerance_text']} | "
             f"{'✅ pass' if task['verdict'] == 'pass' else '❌ fail'} |"
         )
+    recovered = [task for task in document["tasks"] if task.get("knowledge_recovery")]
+    if recovered:
+        lines += ["", "| task | recovery | lost | recovered | forgotten | broken | score under recovery |",
+                  "|---|---|---|---|---|---|---|"]
+        for task in recovered:
+            entry = task["knowledge_recovery"]
+            lines.append(f"| {task['task']} | {entry['strategy']} | {entry['lost']} | {entry['recovered']} | "
+                         f"{entry['forgotten']} | {entry['broken']} | {entry['recovered_score']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

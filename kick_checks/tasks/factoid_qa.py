@@ -28,6 +28,7 @@ class FactoidQA(Task):
     readers = (kick_jsonl_reader("factoid_qa", FIELDS), freebaseqa.READER)
     metric = EXACT_MATCH
     tags = ("knowledge",)
+    recovery_pool = "recovery_qa_pool.jsonl"
 
     def __init__(self, variant: str | None = None) -> None:
         super().__init__(variant)

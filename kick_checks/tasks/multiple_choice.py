@@ -92,6 +92,7 @@ class MultipleChoice(Task):
     readers = (kick_jsonl_reader("multiple_choice", REQUIRED, _four_choices), mmlu.READER)
     metric = ACCURACY
     tags = ("knowledge",)
+    recovery_pool = "recovery_mc_pool.jsonl"
 
     def __init__(self, variant: str | None = None, shots: int = 5, batch_size: int = 16) -> None:
         super().__init__(variant)

@@ -10,7 +10,9 @@ about it, so that no other module tests a task's name:
   (:class:`~kick_checks.datasets.common.DatasetReader`) a user's file may come in, tried in order;
 - ``metric``: a :class:`Metric` saying how per-item scores aggregate and which direction is a loss;
 - ``tags`` (``"knowledge"`` marks the closed-book knowledge tasks that recovery and sweep plots look at) and
-  ``marks`` (pytest marks its generated test carries, e.g. ``"judge"`` for a judge-only task).
+  ``marks`` (pytest marks its generated test carries, e.g. ``"judge"`` for a judge-only task);
+- ``recovery_pool``: the bundled held-out file whose items knowledge recovery (:mod:`kick_checks.recovery`) may
+  show as demonstrations, never one of the evaluated items; empty for a task recovery does not support.
 
 ``run(model, tokenizer, options)`` evaluates the model and returns a :class:`TaskResult`: one
 :class:`ItemOutcome` per item plus the fingerprint of what produced it (data hash, prompt version, decoding,
@@ -158,6 +160,7 @@ class Task:
     metric: ClassVar[Metric]
     tags: ClassVar[tuple[str, ...]] = ()
     marks: ClassVar[tuple[str, ...]] = ()
+    recovery_pool: ClassVar[str] = ""
 
     def __init__(self, variant: str | None = None) -> None:
         if self.variants and variant not in self.variants:

@@ -65,18 +65,18 @@ def question_block(question: str, passage: str | None = None, answer: str | None
     return text + ("Answer:" if answer is None else f"Answer: {answer}\n\n")
 
 
-def few_shot_prefix(shots: tuple[QAShot, ...], with_passage: bool) -> str:
+def few_shot_prefix(shots: tuple[QAShot, ...], with_passage: bool, instruction: str = INSTRUCTION) -> str:
     """The instruction and the worked shots: the part every item's prompt shares."""
-    parts = [INSTRUCTION + "\n\n"]
+    parts = [instruction + "\n\n"]
     for shot in shots:
         parts.append(question_block(shot.question, shot.passage if with_passage else None, shot.answer))
     return "".join(parts)
 
 
-def build_prompt(item: QAItem, shots: tuple[QAShot, ...], with_passage: bool) -> str:
+def build_prompt(item: QAItem, shots: tuple[QAShot, ...], with_passage: bool, instruction: str = INSTRUCTION) -> str:
     """Instruction, the worked shots, then the item's question (with its passage for open book)."""
-    return few_shot_prefix(shots, with_passage) + question_block(item.question,
-                                                                 item.passage if with_passage else None)
+    return few_shot_prefix(shots, with_passage, instruction) + question_block(
+        item.question, item.passage if with_passage else None)
 
 
 @dataclass
@@ -93,8 +93,14 @@ class ShortAnswerQA:
     def evaluate(self, model, tokenizer, items: list[QAItem], fingerprint: dict,
                  batch_size: int | str | None = None) -> TaskResult:
         """``fingerprint`` gets the decoding settings, with the batch size actually used."""
-        started = time.perf_counter()
         prompts = [build_prompt(item, self.shots, self.with_passage) for item in items]
+        return self.evaluate_prompts(model, tokenizer, items, prompts, fingerprint, batch_size)
+
+    def evaluate_prompts(self, model, tokenizer, items: list[QAItem], prompts: list[str], fingerprint: dict,
+                         batch_size: int | str | None = None) -> TaskResult:
+        """Score ``items`` answered after ``prompts`` (one per item): the task's own prompts, or the ones a
+        knowledge-recovery strategy chose (:mod:`kick_checks.recovery`)."""
+        started = time.perf_counter()
         longest = max(prompts, key=len, default="")
         tokens = len(tokenizer(longest).input_ids) + self.decoding.max_new_tokens
         decoding = replace(self.decoding, engine=generation_engine(model),

@@ -55,6 +55,11 @@ class RetrievalQA(Task):
         """Closed book asks what the model knows; open book what it can read from its context."""
         return ("knowledge",) if self.variant == "closed_book" else ("in-context",)
 
+    @property
+    def recovery_pool(self) -> str:
+        """Closed book shares the short-answer pool of factoid QA; open book has its answer in the passage."""
+        return "recovery_qa_pool.jsonl" if self.variant == "closed_book" else ""
+
     def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
         data = load_rows(self, options)
         fingerprint = {**self.fingerprint_of(data), "data_source": data.source}
