@@ -121,6 +121,10 @@ OPTIONS: tuple[Option, ...] = (
            "2048)", int),
     Option("batch_size", "--kick-batch-size", "prompts per forward pass: a number, or auto (sized from GPU memory; "
            "the task defaults on CPU). Default: each task's own, as the baselines were recorded", (int, str)),
+    Option("backend", "--kick-backend", "what computes generations and likelihoods: transformers (default), vllm "
+           "(the compressed weights served by vLLM on a GPU) or vllm-gptq (the GPTQ checkpoint of a --kick-bits run, "
+           "vLLM's low-bit kernels); in the baseline fingerprint; needs the [vllm] extra",
+           choices=("transformers", "vllm", "vllm-gptq")),
     # the judge
     Option("judge_model", "--kick-judge-model", "LLM judge model for summarization and instruction following (key "
            "from OPENAI_API_KEY)"),
