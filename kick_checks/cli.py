@@ -4,7 +4,8 @@
     kick prepare [--model M]      load (and for GGUF models convert and cache) a model once, print its fingerprint
     kick run [PYTEST ARGS...]     pytest -m kick with the given options, e.g. kick run --sparsity 0.5
     kick cache clear              remove the cached compressed weights
-    kick sweep --out DIR ...      methods x sparsities (x patterns, x bits): JSON per point, tables and plots
+    kick sweep --out DIR ...      methods x sparsities (x patterns, x bits): JSON per point, tables and plots;
+                                  resumes in a folder that holds some points; --ray [ADDRESS] spreads them on Ray
     kick report DIR               rebuild the sweep's tables and plots from its JSON files
     kick export --out DIR ...     quantize as the suite does and write a GPTQ checkpoint (GPTQModel format)
     kick compare A B              two runs task by task and item by item; exit 1 when B is significantly worse
@@ -101,9 +102,19 @@ def _sweep(args: argparse.Namespace) -> int:
         [int(value) for value in _floats(args.bits)],
     )
     out = Path(args.out)
-    run_sweep(points, out, args.pytest_args)
-    for path in report(out):
-        print(f"wrote {path}")
+    if args.ray_cpus <= 0 or (args.ray_gpus is not None and args.ray_gpus < 0) or args.ray_retries < 0:
+        raise KickError("--ray-cpus must be > 0, --ray-gpus and --ray-retries >= 0")
+    tally = run_sweep(points, out, args.pytest_args, use_ray=args.ray is not None, ray_address=args.ray,
+                      ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, ray_retries=args.ray_retries)
+    if len(tally.done) + tally.skipped:
+        for path in report(out):
+            print(f"wrote {path}")
+    for line in tally.failure_lines():
+        print(f"kick: {line}", file=sys.stderr)
+    if tally.failed:
+        print(f"kick: {len(tally.failed)} of {tally.total} points failed: rerun the same command to run only "
+              "those (the points done are kept)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -171,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7")
     sweep.add_argument("--patterns", default="2:4,4:8", help="N:M patterns for the pruning methods ('' for none)")
     sweep.add_argument("--bits", default="8,4,3", help="bit widths for gptq/rtn in --methods")
+    sweep.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run the points as Ray tasks: on a Ray started here (no ADDRESS, or $RAY_ADDRESS), or on "
+                            "the cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001); needs the [ray] extra")
+    sweep.add_argument("--ray-cpus", type=float, default=1, help="CPUs per point on Ray (default 1; its threads)")
+    sweep.add_argument("--ray-gpus", type=float, default=None,
+                       help="GPUs per point on Ray (default: 1 when the cluster has GPUs, else 0)")
+    sweep.add_argument("--ray-retries", type=int, default=1,
+                       help="times a point whose Ray worker died is run again before it counts as failed (default 1)")
     sweep.add_argument("pytest_args", nargs=argparse.REMAINDER,
                        help="after --: options for every run, e.g. -- --kick-limit 80 -k 'not summarization'")
     report = commands.add_parser("report", help="tables and plots of a sweep folder, without running models")

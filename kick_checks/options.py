@@ -138,6 +138,10 @@ OPTIONS: tuple[Option, ...] = (
            "question is most likely), confidence (the prompt under which the model is surest of its answer) or "
            "similarity (the prompt whose demonstrations' questions are nearest in embedding space; no forward pass)",
            choices=("fit", "confidence", "similarity"), commands=frozenset({PYTEST, RECOVER})),
+    Option("backend", "--kick-backend", "what computes generations and likelihoods: transformers (default), vllm "
+           "(the compressed weights served by vLLM on a GPU) or vllm-gptq (the GPTQ checkpoint of a --kick-bits run, "
+           "vLLM's low-bit kernels); in the baseline fingerprint; needs the [vllm] extra",
+           choices=("transformers", "vllm", "vllm-gptq")),
     # the judge
     Option("judge_model", "--kick-judge-model", "LLM judge model for summarization and instruction following (key "
            "from OPENAI_API_KEY)"),

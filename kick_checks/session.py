@@ -17,6 +17,7 @@ import kick_checks
 from compressors import CompressionReport, get_compressor, measure_sparsity
 from compressors.progress import note
 from compressors.spec import QUANTIZATION_METHODS, SpecError
+from kick_checks.engine.vllm_backend import session_backend
 from kick_checks.errors import KickError
 from kick_checks.experiments.measure import RunMeasurement
 from kick_checks.gate.outcome import Outcome
@@ -68,6 +69,7 @@ class KickSession:
         self.measurement: RunMeasurement | None = None  # efficiency and divergence, unless --kick-no-measure
         self.notes: list[str] = []  # shown in the summary: stale temporary files removed, and the like
         self.steps = [] if settings.spec.is_dense else self._steps()
+        self.backend = session_backend(self)  # --kick-backend: transformers, or vLLM serving the compressed model
         self.store = BaselineStore(self.ref.alias, settings.baselines_dir, root, shipped_baselines_dir(),
                                    update=settings.update_baselines, update_missing=settings.update_missing,
                                    sample_update=settings.update_sample)
@@ -224,6 +226,7 @@ class KickSession:
             judge=self.judge,
             ppl_seqlen=self.settings.ppl_seqlen,
             batch_size=self.settings.batch_size,
+            backend=self.backend,
         )
 
     @property

@@ -148,6 +148,7 @@ class RunSettings:
     compress_cache: bool = True
     measure: bool = True  # efficiency and divergence on the fixed probe (--kick-no-measure turns it off)
     batch_size: int | str | None = None  # --kick-batch-size: a number, "auto", or None for each task's default
+    backend: str = "transformers"  # --kick-backend: what computes generations and likelihoods
     json_report: Path | None = None
     markdown_report: Path | None = None
     recovery: str | None = None  # --kick-recovery: prompt, idp or lora on the knowledge tasks
@@ -229,6 +230,10 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
     update_sample = str(pick("update_sample") or "refuse").strip()
     if update_sample not in SAMPLE_UPDATES:
         raise KickError(f"--kick-update-sample {update_sample!r} is unknown: use {', '.join(SAMPLE_UPDATES)}")
+    backend = str(pick("backend") or "transformers").strip()
+    from kick_checks.engine.vllm_backend import check_backend
+
+    check_backend(backend, spec.quantizes, spec.bits)
     judge_defaults = JudgeSettings()
     judge = JudgeSettings(
         model=pick("judge_model") or None,
@@ -259,9 +264,11 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         ppl_seqlen=positive("ppl_seqlen", "--kick-ppl-seqlen"),
         gate=gate,
         alpha=alpha,
-        compress_cache=not options.get("no_compress_cache"),
+        # vllm-gptq writes its checkpoint from the quantizer's integer form, which the cache does not keep
+        compress_cache=not options.get("no_compress_cache") and backend != "vllm-gptq",
         measure=not options.get("no_measure"),
         batch_size=parse_batch_size(pick("batch_size")),
+        backend=backend,
         json_report=Path(options["json"]) if options.get("json") else None,
         markdown_report=Path(options["markdown"]) if options.get("markdown") else None,
         recovery=recovery,

@@ -29,7 +29,8 @@ def test_sweep_then_report_on_the_toy_model(pytester, toy_qa, tmp_path, capsys):
     assert main(["sweep", "--out", str(out), "--methods", "magnitude", "--sparsities", "0.1,0.9", "--patterns", "",
                  "--", *common]) == 0
     printed = capsys.readouterr()
-    assert re.search(r"\[2/2\] magnitude-s90: \d+s \(elapsed [\d.]+ min, about 0\.0 min left\)", printed.out)
+    assert re.search(r"\[2/2\] magnitude-s90: done in \d+s; 2 done \(0 before this run\), 0 running, 0 failed, "
+                     r"0 waiting \(elapsed [\d.]+ min, about 0\.0 min left\)", printed.out)
     assert "sweep" not in printed.err  # no bar when nobody watches (captured output)
     rows = json.loads((out / "sweep.json").read_text())
     assert [(row["sparsity"], row["verdict"]) for row in rows] == [(0.1, "pass"), (0.9, "fail")]

@@ -47,6 +47,21 @@ def prefix_ids(tokenizer, prefix: str) -> list[int]:
     return ids
 
 
+def encode_requests(tokenizer, prefix: str, requests: list[Continuation]) -> tuple[list[int], list[tuple]]:
+    """The prefix's token ids, and each request's ``(context ids, continuation ids)``: prefix, context and
+    continuation are tokenized apart, so every backend scores the same tokens."""
+    start_ids = prefix_ids(tokenizer, prefix)
+    encoded = []
+    for request in requests:
+        context, continuation = encode(tokenizer, request.context), encode(tokenizer, request.continuation)
+        if not continuation:
+            raise ValueError(f"empty continuation after {request.context[-40:]!r}")
+        if not context and not start_ids:
+            raise ValueError("a continuation needs a prefix or a context to be conditioned on")
+        encoded.append((context, continuation))
+    return start_ids, encoded
+
+
 def continuation_likelihoods(
     model, tokenizer, prefix: str, requests: list[Continuation], *, batch_size: int = 16
 ) -> list[Likelihood]:
@@ -54,16 +69,11 @@ def continuation_likelihoods(
 
     ``batch_size`` rows go through the model at a time: distinct contexts, then continuations."""
     device = next(model.parameters()).device
-    start_ids = prefix_ids(tokenizer, prefix)
+    start_ids, encoded = encode_requests(tokenizer, prefix, requests)
     context_index: dict[tuple[int, ...], int] = {}
     contexts: list[list[int]] = []
     rows: list[tuple[int, list[int]]] = []  # (context number, continuation ids) per request
-    for request in requests:
-        context, continuation = encode(tokenizer, request.context), encode(tokenizer, request.continuation)
-        if not continuation:
-            raise ValueError(f"empty continuation after {request.context[-40:]!r}")
-        if not context and not start_ids:
-            raise ValueError("a continuation needs a prefix or a context to be conditioned on")
+    for context, continuation in encoded:
         number = context_index.setdefault(tuple(context), len(contexts))
         if number == len(contexts):
             contexts.append(context)

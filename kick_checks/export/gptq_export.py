@@ -92,7 +92,7 @@ def export_gptq(settings: RunSettings, root: Path, out: Path, *, verify: bool = 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        layers = _write_checkpoint(loaded, quantizer.quantized_layers, settings.spec, staging)
+        layers = write_checkpoint(loaded, quantizer.quantized_layers, settings.spec, staging)
         verification = _verify(staging, loaded) if verify else "not checked (--no-verify)"
         provenance = {
             "spec": settings.spec.to_dict(),
@@ -112,7 +112,9 @@ def export_gptq(settings: RunSettings, root: Path, out: Path, *, verify: bool = 
     return ExportResult(out, layers, size, checkpoint_format(settings.spec.symmetric), verification)
 
 
-def _write_checkpoint(loaded: LoadedModel, quantized: dict, spec: CompressionSpec, folder: Path) -> int:
+def write_checkpoint(loaded: LoadedModel, quantized: dict, spec: CompressionSpec, folder: Path) -> int:
+    """The GPTQ checkpoint of ``loaded`` (quantized layers packed from their integer form) into ``folder``; returns
+    the number of layers packed. Also serves ``--kick-backend vllm-gptq``."""
     from safetensors.torch import save_file
 
     model = loaded.model

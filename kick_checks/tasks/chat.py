@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from kick_checks.engine.batching import choose_batch_size
-from kick_checks.engine.generation import generation_engine, greedy_generate
 from kick_checks.errors import KickError
+from kick_checks.tasks.protocol import TaskOptions
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,11 @@ class ChatDecoding:
                 "batch_size": self.batch_size, "engine": self.engine}
 
     def sized(self, requested: int | str | None, model, tokenizer, conversations: list[list[dict[str, str]]],
-              replies: int = 1) -> ChatDecoding:
-        """This decoding for ``model``: the generation engine it gets, and the batch size a run asked for
-        (``--kick-batch-size``); ``auto`` sizes it for the longest conversation plus ``replies`` generated
-        replies."""
-        engine = generation_engine(model)
+              replies: int = 1, backend=None) -> ChatDecoding:
+        """This decoding for ``model``: the generation engine ``backend`` gives it (None: transformers), and the
+        batch size a run asked for (``--kick-batch-size``); ``auto`` sizes it for the longest conversation plus
+        ``replies`` generated replies."""
+        engine = (backend or TaskOptions().evaluation_backend()).generation_engine(model)
         if requested is None:
             return replace(self, engine=engine)
         longest = max((chat_prompt(tokenizer, messages) for messages in conversations), key=len, default="")
@@ -39,11 +39,13 @@ def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def chat_replies(model, tokenizer, conversations: list[list[dict[str, str]]], decoding: ChatDecoding) -> list[str]:
-    """Greedy replies to each conversation (its last message is the user's)."""
+def chat_replies(model, tokenizer, conversations: list[list[dict[str, str]]], decoding: ChatDecoding,
+                 backend=None) -> list[str]:
+    """Greedy replies to each conversation (its last message is the user's), computed by ``backend``."""
     prompts = [chat_prompt(tokenizer, messages) for messages in conversations]
-    replies = greedy_generate(model, tokenizer, prompts, max_new_tokens=decoding.max_new_tokens,
-                              batch_size=decoding.batch_size, add_special_tokens=False)
+    backend = backend or TaskOptions().evaluation_backend()
+    replies = backend.generate(model, tokenizer, prompts, max_new_tokens=decoding.max_new_tokens,
+                               batch_size=decoding.batch_size, add_special_tokens=False)
     return [reply.strip() for reply in replies]
 
 

@@ -85,14 +85,15 @@ class InstructionFollowing(Task):
         """Every conversation answered turn by turn, the model's own replies kept in its history."""
         whole = [[{"role": "user", "content": "\n".join(row["turns"])}] for row in rows]
         turns = max(len(row["turns"]) for row in rows)
-        decoding = self.decoding.sized(options.batch_size, model, tokenizer, whole, replies=turns)
+        backend = options.evaluation_backend()
+        decoding = self.decoding.sized(options.batch_size, model, tokenizer, whole, replies=turns, backend=backend)
         histories: list[list[dict[str, str]]] = [[] for _ in rows]
         answers: list[list[str]] = [[] for _ in rows]
         for turn in range(turns):
             active = [index for index, row in enumerate(rows) if turn < len(row["turns"])]
             for index in active:
                 histories[index].append({"role": "user", "content": rows[index]["turns"][turn]})
-            replies = chat_replies(model, tokenizer, [histories[index] for index in active], decoding)
+            replies = chat_replies(model, tokenizer, [histories[index] for index in active], decoding, backend)
             for index, reply in zip(active, replies):
                 histories[index].append({"role": "assistant", "content": reply})
                 answers[index].append(reply)

@@ -24,7 +24,7 @@ from pathlib import Path
 from kick_checks.datasets import mmlu
 from kick_checks.datasets.common import kick_jsonl_reader, resolve_data_source
 from kick_checks.engine.batching import choose_batch_size
-from kick_checks.engine.likelihood import Continuation, continuation_likelihoods, encode
+from kick_checks.engine.likelihood import Continuation, encode
 from kick_checks.errors import KickError, KickWarning
 from kick_checks.tasks.data import load_rows, read_bundled_jsonl
 from kick_checks.tasks.protocol import ACCURACY, ItemOutcome, Task, TaskOptions, TaskResult
@@ -166,12 +166,12 @@ class MultipleChoice(Task):
                 f"({', '.join(f'{subject} {count}' for subject, count in sorted(fewer.items())[:5])}"
                 f"{', ...' if len(fewer) > 5 else ''}): {source} lacks their dev examples, or they do not fit the "
                 "context; the shots used are in the fingerprint"), stacklevel=2)
+        backend = options.evaluation_backend()
         for group in groups:
             longest = max((request.context + request.continuation for request in group.requests), key=len)
             batch_size = choose_batch_size(options.batch_size, self.batch_size, model,
                                            len(tokenizer(group.prefix + longest).input_ids), all_logits=True)
-            likelihoods = continuation_likelihoods(model, tokenizer, group.prefix, group.requests,
-                                                   batch_size=batch_size)
+            likelihoods = backend.likelihoods(model, tokenizer, group.prefix, group.requests, batch_size=batch_size)
             position = 0
             for item in group.items:
                 option_scores = likelihoods[position : position + len(item.choices)]
@@ -182,7 +182,8 @@ class MultipleChoice(Task):
                                             item.question, f"{LETTERS[item.answer]}: {item.choices[item.answer]}"))
         order = {item.id: index for index, item in enumerate(items)}
         outcomes.sort(key=lambda outcome: order[outcome.id])
-        decoding = {"scoring": "loglik/char", "shots": self.shots, **({"shots_used": fewer} if fewer else {})}
+        decoding = {"scoring": "loglik/char", "shots": self.shots, **({"shots_used": fewer} if fewer else {}),
+                    **backend.fingerprint()}
         fingerprint = {
             **self.fingerprint_of(data_hash),
             "data_source": str(options.data_path) if options.data_path else f"bundled:{self.bundled_file}",

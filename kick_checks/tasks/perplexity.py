@@ -54,18 +54,16 @@ class Perplexity(Task):
                 f"the perplexity text ({source}) has {len(ids)} tokens, fewer than one window of {seqlen}: "
                 "lower --kick-ppl-seqlen or give a longer text"
             )
-        windows = list(range(count))  # all of them, whatever --kick-limit says: a few windows cost little
-        device = next(model.parameters()).device
-        outcomes = []
-        with torch.no_grad():
-            for index in windows:
-                window = ids[index * seqlen : (index + 1) * seqlen][None, :].to(device)
-                loss = model(input_ids=window, labels=window).loss.float().item()
-                outcomes.append(ItemOutcome(f"window-{index:04d}", loss, f"ppl {math.exp(loss):.3f}"))
+        # all the windows, whatever --kick-limit says: a few windows cost little
+        windows = [ids[index * seqlen : (index + 1) * seqlen] for index in range(count)]
+        backend = options.evaluation_backend()
+        losses = backend.window_losses(model, windows)
+        outcomes = [ItemOutcome(f"window-{index:04d}", loss, f"ppl {math.exp(loss):.3f}")
+                    for index, loss in enumerate(losses)]
         fingerprint = {
             **self.fingerprint_of(text),
             "data_source": source,
-            "decoding": {"seqlen": seqlen, "windows": count},
+            "decoding": {"seqlen": seqlen, "windows": count, **backend.fingerprint()},
         }
         return TaskResult(self.key, self.metric, outcomes, fingerprint, time.perf_counter() - started)
 

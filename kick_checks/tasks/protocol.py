@@ -87,6 +87,15 @@ class TaskOptions:
     judge: object | None = None  # a kick_checks.judge.Judge when --kick-judge-model is set
     ppl_seqlen: int | None = None
     batch_size: int | str | None = None  # --kick-batch-size: a number, "auto", or None for the task default
+    backend: object | None = None  # --kick-backend: a kick_checks.engine.backend.Backend; None for transformers
+
+    def evaluation_backend(self):
+        """What computes this run's generations and likelihoods (:mod:`kick_checks.engine.backend`)."""
+        if self.backend is not None:
+            return self.backend
+        from kick_checks.engine.backend import TRANSFORMERS
+
+        return TRANSFORMERS
 
 
 @dataclass(frozen=True)

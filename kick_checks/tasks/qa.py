@@ -10,8 +10,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from kick_checks.engine.batching import choose_batch_size
-from kick_checks.engine.generation import generation_engine, greedy_generate
-from kick_checks.tasks.protocol import EXACT_MATCH, ItemOutcome, Metric, TaskResult
+from kick_checks.tasks.protocol import EXACT_MATCH, ItemOutcome, Metric, TaskOptions, TaskResult
 from kick_checks.tasks.scoring import exact_match, first_answer_line
 
 INSTRUCTION = "Answer each question with a short answer."
@@ -91,22 +90,24 @@ class ShortAnswerQA:
     metric: Metric = EXACT_MATCH
 
     def evaluate(self, model, tokenizer, items: list[QAItem], fingerprint: dict,
-                 batch_size: int | str | None = None) -> TaskResult:
-        """``fingerprint`` gets the decoding settings, with the batch size actually used."""
+                 batch_size: int | str | None = None, backend=None) -> TaskResult:
+        """``fingerprint`` gets the decoding settings, with the batch size actually used; ``backend`` computes
+        the answers (:mod:`kick_checks.engine.backend`; None: transformers)."""
         prompts = [build_prompt(item, self.shots, self.with_passage) for item in items]
-        return self.evaluate_prompts(model, tokenizer, items, prompts, fingerprint, batch_size)
+        return self.evaluate_prompts(model, tokenizer, items, prompts, fingerprint, batch_size, backend)
 
     def evaluate_prompts(self, model, tokenizer, items: list[QAItem], prompts: list[str], fingerprint: dict,
-                         batch_size: int | str | None = None) -> TaskResult:
+                         batch_size: int | str | None = None, backend=None) -> TaskResult:
         """Score ``items`` answered after ``prompts`` (one per item): the task's own prompts, or the ones a
         knowledge-recovery strategy chose (:mod:`kick_checks.recovery`)."""
+        backend = backend or TaskOptions().evaluation_backend()
         started = time.perf_counter()
         longest = max(prompts, key=len, default="")
         tokens = len(tokenizer(longest).input_ids) + self.decoding.max_new_tokens
-        decoding = replace(self.decoding, engine=generation_engine(model),
+        decoding = replace(self.decoding, engine=backend.generation_engine(model),
                            batch_size=choose_batch_size(batch_size, self.decoding.batch_size, model, tokens))
         fingerprint = {**fingerprint, "decoding": decoding.to_dict()}
-        generated = greedy_generate(
+        generated = backend.generate(
             model,
             tokenizer,
             prompts,

@@ -63,7 +63,8 @@ class RetrievalQA(Task):
     def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
         data = load_rows(self, options)
         fingerprint = {**self.fingerprint_of(data), "data_source": data.source}
-        return self.engine.evaluate(model, tokenizer, qa_items(data.rows), fingerprint, options.batch_size)
+        return self.engine.evaluate(model, tokenizer, qa_items(data.rows), fingerprint, options.batch_size,
+                                    options.evaluation_backend())
 
     def fingerprint_of(self, data: TaskData) -> dict:
         return {"task_data": data.sha256, "prompt_version": f"{PROMPT_VERSION}/{self.variant}"}

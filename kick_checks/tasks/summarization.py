@@ -38,8 +38,9 @@ class Summarization(Task):
         started = time.perf_counter()
         data = load_rows(self, options)
         conversations = [[{"role": "user", "content": INSTRUCTION + row["article"].strip()}] for row in data.rows]
-        decoding = self.decoding.sized(options.batch_size, model, tokenizer, conversations)
-        summaries = chat_replies(model, tokenizer, conversations, decoding)
+        backend = options.evaluation_backend()
+        decoding = self.decoding.sized(options.batch_size, model, tokenizer, conversations, backend=backend)
+        summaries = chat_replies(model, tokenizer, conversations, decoding, backend)
         judge = options.judge
         tally = JudgeTally()
         if judge is None:

@@ -1,21 +1,14 @@
-"""``kick sweep``: the LLM-KICK picture for one model, methods x sparsities (x N:M patterns, x bits) x tasks.
+"""The sweep's tables and plots, built from the JSON report of every point in the folder (``kick report``).
 
-Each configuration is one ``pytest -m kick`` run in a subprocess (so each starts from a fresh model and frees
-its memory), writing its JSON report into the output folder; all of them compare against the same stored dense
-baselines, so the dense model is evaluated once, when the baselines were recorded. ``kick report FOLDER``
-rebuilds the tables and plots from those JSON files without running any model.
+Nothing here runs a model: a folder of reports written by ``kick sweep`` (or by any ``pytest -m kick
+--kick-json`` run) becomes ``sweep.json`` (one row per configuration and task), ``sweep.md`` and two plots.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from compressors.progress import progress
 from kick_checks.atomic import write_text_atomically
 from kick_checks.errors import KickError
 
@@ -28,75 +21,6 @@ def task_tags(entry: dict) -> tuple[str, ...]:
 
     task = all_tasks().get(entry["task"])
     return tuple(task.tags) if task is not None else ()
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    method: str
-    sparsity: float = 0.0
-    pattern: str | None = None
-    bits: int | None = None
-
-    @property
-    def name(self) -> str:
-        parts = [self.method]
-        if self.pattern:
-            parts.append(self.pattern.replace(":", "of"))
-        elif self.sparsity:
-            parts.append(f"s{round(self.sparsity * 100):02d}")
-        if self.bits:
-            parts.append(f"{self.bits}bit")
-        return "-".join(parts)
-
-    def options(self) -> list[str]:
-        options = ["--kick-method", self.method]
-        if self.pattern:
-            options += ["--kick-pattern", self.pattern]
-        elif self.sparsity:
-            options += ["--sparsity", str(self.sparsity)]
-        if self.bits:
-            options += ["--kick-bits", str(self.bits)]
-        return options
-
-
-def plan(methods: list[str], sparsities: list[float], patterns: list[str], bits: list[int]) -> list[SweepPoint]:
-    """Pruning methods at every sparsity and pattern; quantization methods (gptq, rtn) at every bit width."""
-    points = []
-    for method in methods:
-        if method in ("gptq", "rtn"):
-            points += [SweepPoint(method, bits=width) for width in bits]
-            continue
-        points += [SweepPoint(method, sparsity=value) for value in sparsities]
-        if method != "global-magnitude":
-            points += [SweepPoint(method, pattern=pattern) for pattern in patterns]
-    if not points:
-        raise KickError("the sweep is empty: give --methods and --sparsities (or --bits for gptq/rtn)")
-    return points
-
-
-def run_sweep(points: list[SweepPoint], out: Path, pytest_args: list[str]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    bar = progress(points, description="sweep", unit="point")
-    show = bar.write if hasattr(bar, "write") else print  # tqdm keeps its bar below the printed lines
-    sweep_started = time.perf_counter()
-    for index, point in enumerate(bar, start=1):
-        report = (out / f"{point.name}.json").resolve()
-        started = time.perf_counter()
-        if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(point.name)
-        command = [sys.executable, "-m", "pytest", "-m", "kick", "-q", "-p", "no:cacheprovider", *point.options(),
-                   "--kick-json", str(report), *pytest_args]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=out)
-        if not report.is_file():
-            tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-            raise KickError(f"sweep point {point.name} produced no report (exit {done.returncode}): {' | '.join(tail)}")
-        elapsed = time.perf_counter() - sweep_started
-        left = elapsed / index * (len(points) - index)
-        show(f"[{index}/{len(points)}] {point.name}: {time.perf_counter() - started:.0f}s "
-             f"(elapsed {elapsed / 60:.1f} min, about {left / 60:.1f} min left)")
-        written.append(report)
-    return written
 
 
 def load_reports(folder: Path) -> list[dict]:
