@@ -129,7 +129,7 @@ OPTIONS: tuple[Option, ...] = (
     # knowledge recovery
     Option("recovery", "--kick-recovery", "on each knowledge task, also try to bring lost items back: prompt (a fixed "
            "recovery prompt), idp (a curated prompt per input, chosen without labels) or lora (a LoRA adapter "
-           "trained on the calibration text, sparsity mask kept; needs the recovery extra); reports recovered and "
+           "trained on the calibration text, sparsity mask kept); reports recovered and "
            "forgotten items", choices=("prompt", "idp", "lora")),
     Option("recovery_pool", "--kick-recovery-pool", "NAME=PATH: held-out demonstrations for a task's recovery "
            "prompts, JSON lines in its schema (repeatable; default the bundled pools; [tool.kick.recovery_pool] too)",

@@ -88,7 +88,6 @@ def test_the_confidence_and_similarity_rules_choose_a_prompt_for_every_input(toy
 
 
 def test_lora_keeps_the_sparsity_mask_when_merged_and_reports_its_parameters(toy_recovery):
-    pytest.importorskip("peft")
     pruned = pruned_toy(toy_recovery)
     before = [layer.weight.detach().clone() for _, layer in compressible_layers(pruned.model)]
     windows = calibration_tokens(pruned.tokenizer, 8, 32, 0)
@@ -109,7 +108,6 @@ def test_lora_keeps_the_sparsity_mask_when_merged_and_reports_its_parameters(toy
 
 
 def test_unmerged_lora_leaves_the_weights_and_runs_beside_them(toy_recovery):
-    pytest.importorskip("peft")
     pruned = pruned_toy(toy_recovery)
     windows = calibration_tokens(pruned.tokenizer, 4, 32, 0)
     adapted = train_masked_lora(pruned.model, windows, LoraSettings(rank=2, batch=4), merge=False)
@@ -127,7 +125,7 @@ def test_lora_without_peft_says_which_extra_to_install(toy_recovery, monkeypatch
     with pytest.raises(KickError) as error:
         get_strategy("lora").run(get_task("factoid_qa"), pruned.model, pruned.tokenizer,
                                  TaskOptions(data_path=data), context)
-    assert str(error.value) == PEFT_HINT and "pip install 'kick-checks[recovery]'" in PEFT_HINT
+    assert str(error.value) == PEFT_HINT and "pip install 'peft>=0.14'" in PEFT_HINT
 
 
 def test_recovery_on_a_task_without_a_pool_names_the_tasks_that_have_one(toy_recovery):

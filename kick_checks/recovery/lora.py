@@ -11,7 +11,7 @@ taken when the adapter is attached), in training and in the merge, so the merged
 compressor left. Quantized weights are never merged into (the sum would leave the quantization grid): the adapter
 then runs beside them, and its parameters are extra at inference too.
 
-peft is an optional dependency: ``pip install 'kick-checks[recovery]'``.
+peft is a dependency of kick-checks, imported only when a LoRA recovery runs.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from kick_checks.recovery.protocol import RecoveredRun, RecoveryContext
 from kick_checks.tasks import Task, TaskOptions
 
 log = logging.getLogger("kick_checks")
-PEFT_HINT = "LoRA recovery needs peft: pip install 'kick-checks[recovery]'"
+PEFT_HINT = "LoRA recovery needs peft, which did not import: pip install 'peft>=0.14'"
 
 
 @dataclass(frozen=True)
