@@ -5,7 +5,8 @@ exist, chosen with ``--kick-backend``:
 
 - ``transformers`` (the default): the engines of this package on the model in memory, continuous batching
   for generation (:mod:`~kick_checks.engine.generation`), shared-prefix scoring for likelihoods
-  (:mod:`~kick_checks.engine.likelihood`), one forward pass per perplexity window;
+  (:mod:`~kick_checks.engine.likelihood`), one forward pass per perplexity window with the loss taken a slice
+  of positions at a time (:mod:`~kick_checks.engine.window_loss`);
 - ``vllm`` / ``vllm-gptq``: the compressed model served by vLLM's offline engine on a GPU
   (:mod:`~kick_checks.engine.vllm_backend`).
 
@@ -20,6 +21,7 @@ import torch
 
 from kick_checks.engine.generation import generation_engine, greedy_generate
 from kick_checks.engine.likelihood import Continuation, Likelihood, continuation_likelihoods
+from kick_checks.engine.window_loss import window_losses
 
 
 class Backend:
@@ -48,13 +50,7 @@ class Backend:
 
     def window_losses(self, model, windows: list[torch.Tensor]) -> list[float]:
         """Mean negative log-likelihood of each window's tokens (each predicted from the ones before it)."""
-        device = next(model.parameters()).device
-        losses = []
-        with torch.no_grad():
-            for window in windows:
-                ids = window[None, :].to(device)
-                losses.append(model(input_ids=ids, labels=ids).loss.float().item())
-        return losses
+        return window_losses(model, windows)
 
 
 TRANSFORMERS = Backend()
