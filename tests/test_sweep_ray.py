@@ -1,8 +1,8 @@
 """kick sweep --ray for real: a local Ray runs two points of the toy model at once; one worker is killed, the
 other point finishes, and a rerun into the same folder runs only the killed point.
 
-Needs the ray extra (pip install 'kick-checks[ray]'); the README test command installs only the core, so there
-this module is skipped, and .ci/run installs the extra and runs it after the main suite.
+Needs the ray extra (pip install 'kick-checks[ray]'), which the README's test command installs; with only the core
+installed this module is skipped with the reason.
 """
 
 from __future__ import annotations

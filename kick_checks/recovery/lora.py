@@ -135,7 +135,7 @@ def train_masked_lora(model: nn.Module, windows: torch.Tensor, settings: LoraSet
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if number == 1 or number % 8 == 0 or number == len(batches):
             note(f"LoRA step {number}/{len(batches)}: loss {losses[-1]:.3f}")
     wrapped.eval()
