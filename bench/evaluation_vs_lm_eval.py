@@ -211,6 +211,7 @@ def perplexity_rows(loaded) -> list[str]:
     losses = TRANSFORMERS.window_losses(model, windows)
     ours_s = time.perf_counter() - ours_s
     logits_s = timed(lambda window: model(input_ids=window).logits)
+    labels_s = timed(lambda window: model(input_ids=window, labels=window).loss)
     body_s = timed(lambda window: model.model(input_ids=window).last_hidden_state)
     perplexity = float(torch.tensor(losses).mean().exp())
     return [
@@ -219,6 +220,8 @@ def perplexity_rows(loaded) -> list[str]:
         "|---|---|---|---|",
         f"| ours (loss of every window) | {ours_s:.1f} | {tokens / ours_s:.0f} | {logits_s / ours_s:.0%} |",
         f"| forward ceiling: logits of every position, no loss | {logits_s:.1f} | {tokens / logits_s:.0f} | 100% |",
+        f"| transformers' loss (labels=, the path before) | {labels_s:.1f} | {tokens / labels_s:.0f} | "
+        f"{logits_s / labels_s:.0%} |",
         f"| decoder body alone (no output layer) | {body_s:.1f} | {tokens / body_s:.0f} | "
         f"{logits_s / body_s:.0%} (for reference) |",
     ]
