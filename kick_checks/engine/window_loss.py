@@ -4,9 +4,11 @@
 them to float32, shifts them into another copy and takes a log-softmax of that: for a 2,048-token window of a
 49,152-token vocabulary, several 400 MB arrays per window, which cost more than the forward pass itself on a CPU.
 Here the decoder body runs once, and the output layer and the loss go a slice of positions at a time: each slice's
-logits in the model's dtype, the log-sum-exp and the target logit in float32, summed. The numbers are the same sums
-in another grouping (equal to about 1e-6 relative); what changes is that no full-vocabulary array of the whole
-window is ever held.
+logits in the model's dtype, the log-sum-exp and the target logit in float32, summed in float64, so no
+full-vocabulary array of the whole window is ever held. The sums are also more exact: on the default model's first
+window in float32, float64 arithmetic on the same logits gives a loss of 3.11948764, the slices 3.11948764 and the
+``labels=`` path (a float32 mean) 3.11947060, so perplexities move by about 2e-5 relative against baselines
+recorded before (far inside any tolerance).
 
 Models whose logits are not simply the output layer of the last hidden state (a final soft-cap, a logit scale)
 take the plain ``labels=`` path, as does any model without ``get_decoder`` / ``get_output_embeddings``.
