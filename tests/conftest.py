@@ -93,3 +93,16 @@ def toy_args(toy_qa, tmp_path) -> list[str]:
         "--kick-baselines-dir", str(tmp_path / "baselines"), "--kick-cache-dir", str(tmp_path / "cache"),
         "--kick-calib-samples", "8", "--kick-calib-seqlen", "32",
     ]
+
+
+@pytest.fixture
+def toy_sweep_options(pytester, toy_qa, tmp_path) -> list[str]:
+    """The options a ``kick sweep`` passes on (after ``--``) to run factoid QA on the toy model, its dense baseline
+    already recorded in tmp_path."""
+    model_dir, data = toy_qa
+    options = ["-k", "factoid", "--kick-model", str(model_dir), "--kick-dtype", "float32", "--kick-device", "cpu",
+               "--kick-data", f"factoid_qa={data}", "--kick-baselines-dir", str(tmp_path / "baselines"),
+               "--kick-cache-dir", str(tmp_path / "cache")]
+    pytester.runpytest("-m", "kick", "-p", "no:cacheprovider", *options, "--kick-update-baselines").assert_outcomes(
+        passed=1)
+    return options

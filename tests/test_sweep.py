@@ -18,13 +18,8 @@ def test_plan_covers_methods_sparsities_patterns_and_bits():
         plan(["gptq"], [0.5], [], [])
 
 
-def test_sweep_then_report_on_the_toy_model(pytester, toy_qa, tmp_path, capsys):
-    model_dir, data = toy_qa
-    common = ["-k", "factoid", "--kick-model", str(model_dir), "--kick-dtype", "float32", "--kick-device", "cpu",
-              "--kick-data", f"factoid_qa={data}", "--kick-baselines-dir", str(tmp_path / "baselines"),
-              "--kick-cache-dir", str(tmp_path / "cache")]
-    pytester.runpytest("-m", "kick", "-p", "no:cacheprovider", *common, "--kick-update-baselines").assert_outcomes(
-        passed=1)
+def test_sweep_then_report_on_the_toy_model(toy_sweep_options, tmp_path, capsys):
+    common = toy_sweep_options
     out = tmp_path / "sweep"
     assert main(["sweep", "--out", str(out), "--methods", "magnitude", "--sparsities", "0.1,0.9", "--patterns", "",
                  "--", *common]) == 0

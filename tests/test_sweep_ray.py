@@ -45,13 +45,8 @@ def _children_of_point(name: str) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds and kills the Ray worker through /proc")
-def test_ray_sweep_reports_a_killed_worker_goes_on_and_resumes(pytester, toy_qa, tmp_path):
-    model_dir, data = toy_qa
-    common = ["-k", "factoid", "--kick-model", str(model_dir), "--kick-dtype", "float32", "--kick-device", "cpu",
-              "--kick-data", f"factoid_qa={data}", "--kick-baselines-dir", str(tmp_path / "baselines"),
-              "--kick-cache-dir", str(tmp_path / "cache")]
-    pytester.runpytest("-m", "kick", "-p", "no:cacheprovider", *common, "--kick-update-baselines").assert_outcomes(
-        passed=1)
+def test_ray_sweep_reports_a_killed_worker_goes_on_and_resumes(toy_sweep_options, tmp_path):
+    common = toy_sweep_options
     out = tmp_path / "sweep"
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "KICK_PROGRESS": "0"}
 
