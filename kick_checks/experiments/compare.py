@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kick_checks.experiments.store import Experiment, ItemRecord, TaskRecord
+from kick_checks.experiments.store import Experiment, TaskRecord
 from kick_checks.gate.baselines import TASK_FIELDS
 from kick_checks.gate.comparison import change_test
 from kick_checks.gate.paired_stats import is_binary, paired_test
+from kick_checks.tasks.protocol import ItemOutcome
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def _by_category(items: list[ItemChange]) -> dict[str, list[ItemChange]]:
     return dict(sorted(groups.items()))
 
 
-def _change(item_a: ItemRecord, item_b: ItemRecord, dense: TaskRecord | None) -> ItemChange:
+def _change(item_a: ItemOutcome, item_b: ItemOutcome, dense: TaskRecord | None) -> ItemChange:
     dense_item = dense.items.get(item_a.id) if dense is not None else None
     return ItemChange(item_a.id, item_b.category or item_a.category, item_b.question or item_a.question,
                       item_b.gold or item_a.gold, item_a.prediction, item_b.prediction,

@@ -26,19 +26,9 @@ from kick_checks.experiments.efficiency import FORMATS, choose_format
 from kick_checks.experiments.record import model_key, spec_key
 from kick_checks.experiments.texts import texts_for
 from kick_checks.gate.baselines import Baseline, fingerprint_changes, read_baseline
-from kick_checks.tasks.protocol import Metric, metric_from
+from kick_checks.tasks.protocol import ItemOutcome, Metric, metric_from
 
 DENSE_PREFIX = "dense"
-
-
-@dataclass(slots=True)
-class ItemRecord:
-    id: str
-    score: float
-    prediction: str
-    category: str = ""
-    question: str = ""
-    gold: str = ""
 
 
 @dataclass
@@ -47,7 +37,7 @@ class TaskRecord:
 
     task: str
     metric: Metric
-    items: dict[str, ItemRecord]
+    items: dict[str, ItemOutcome]
     fingerprint: dict
     score: float | None
     tags: tuple[str, ...] = ()
@@ -114,15 +104,15 @@ def _label(spec: dict | None) -> str:
     return CompressionSpec(**known).label()
 
 
-def _items(entries: list[dict], fingerprint: dict) -> dict[str, ItemRecord]:
+def _items(entries: list[dict], fingerprint: dict) -> dict[str, ItemOutcome]:
     texts = texts_for(fingerprint) if any(not row.get("question") for row in entries) else {}
     items = {}
     for row in entries:
         question, gold = row.get("question", ""), row.get("gold", "")
         if not question and row["id"] in texts:
             question, gold = texts[row["id"]][0], gold or texts[row["id"]][1]
-        items[row["id"]] = ItemRecord(str(row["id"]), float(row["score"]), str(row.get("prediction", "")),
-                                      str(row.get("category", "")), question, gold)
+        items[row["id"]] = ItemOutcome(str(row["id"]), float(row["score"]), str(row.get("prediction", "")),
+                                       str(row.get("category", "")), question, gold)
     return items
 
 
