@@ -38,10 +38,13 @@ class Backend:
         return {}
 
     def generate(self, model, tokenizer, prompts: list[str], *, max_new_tokens: int, stop: tuple[str, ...] = (),
-                 batch_size: int = 16, add_special_tokens: bool = True) -> list[str]:
-        """Greedy continuations of ``prompts`` in input order, each cut at its first stop string."""
+                 batch_size: int = 16, add_special_tokens: bool = True, draft_tokens: int = 0) -> list[str]:
+        """Greedy continuations of ``prompts`` in input order, each cut at its first stop string; with
+        ``draft_tokens``, decoded with prompt-lookup drafts of up to that many tokens (the same greedy answers
+        in fewer forward passes)."""
         return greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
-                               batch_size=batch_size, add_special_tokens=add_special_tokens)
+                               batch_size=batch_size, add_special_tokens=add_special_tokens,
+                               draft_tokens=draft_tokens)
 
     def likelihoods(self, model, tokenizer, prefix: str, requests: list[Continuation], *,
                     batch_size: int = 16) -> list[Likelihood]:

@@ -27,8 +27,11 @@ from collections.abc import Callable
 import torch
 
 from kick_checks.engine.kv_cache import cache_keyword, reserved_cache, returned_cache
+from kick_checks.engine.prompt_lookup import PromptLookup, accepted
 
 REFILL_SHARE = 0.5
+HOLE_SHARE = 0.25
+"""With drafts, the cache is compacted once this share of its columns are rejected draft tokens."""
 ENGINE = "continuous-batching-2"
 """Names this engine in the generation fingerprint: a change that can alter answers gets a new name."""
 
@@ -122,6 +125,19 @@ class _Batch:
         return _Batch(self.rows + other.rows, reserved_cache(key_values, reserve), mask,
                       torch.cat([self.positions, other.positions]), torch.cat([self.last, other.last]))
 
+    def compact(self) -> None:
+        """Move every row's attended columns to the right end of a narrower cache, dropping the columns of
+        rejected draft tokens (positions are explicit, so a token keeps its position wherever its column is)."""
+        counts = self.mask.sum(dim=1)
+        width = int(counts.max())
+        if width == self.mask.shape[1]:
+            return
+        order = torch.sort(self.mask.to(torch.int8), dim=1, stable=True).indices[:, -width:]
+        self.mask = self.mask.gather(1, order)
+        for layer in _plain_layers(self.cache):
+            index = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
+            layer.keys, layer.values = layer.keys.gather(2, index), layer.values.gather(2, index)
+
     def keep(self, kept: list[int]) -> None:
         """Keep only the rows at positions ``kept``, and drop cache columns no kept row attends to."""
         index = torch.tensor(kept, device=self.mask.device)
@@ -147,10 +163,13 @@ def continuous_greedy(
     end_token_ids: set[int],
     is_finished: Callable[[list[int]], bool] | None = None,
     on_done: Callable[[int], None] = lambda count: None,
+    draft_tokens: int = 0,
 ) -> list[list[int]] | None:
     """Greedy continuations (token ids, without an end token) of ``token_lists``, in input order.
 
     A row ends at an end token, when ``is_finished(tokens)`` says so (stop strings), or after ``max_new_tokens``.
+    With ``draft_tokens``, each step also feeds up to that many prompt-lookup draft tokens per row
+    (:mod:`kick_checks.engine.prompt_lookup`) and keeps those the model's greedy choices confirm.
     Returns ``None`` when the model's cache is one this engine cannot reshape; ``on_done(n)`` reports progress.
     """
     device = next(model.parameters()).device
@@ -162,12 +181,48 @@ def continuous_greedy(
 
     explicit_mask = _explicit_decode_mask(model, device)
 
-    def forward(input_ids, attention_mask, position_ids, cache):
+    def forward(input_ids, attention_mask, position_ids, cache, choices: int = 1):
+        """The greedy choice after each of the last ``choices`` positions (``[rows]`` for one), and the cache."""
         if explicit_mask and input_ids.shape[1] == 1:
             attention_mask = attention_mask.bool()[:, None, None, :]
+        keep = {"logits_to_keep": choices} if keep_logits else {}
         output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       use_cache=True, **{cache_name: cache}, **keep_logits)
-        return output.logits[:, -1].argmax(dim=-1), returned_cache(output)
+                       use_cache=True, **{cache_name: cache}, **keep)
+        picked = output.logits[:, -choices:].argmax(dim=-1)
+        return (picked[:, -1] if choices == 1 else picked), returned_cache(output)
+
+    lookups: dict[int, PromptLookup] = {}
+
+    def draft_step(batch: _Batch) -> list[list[int]] | None:
+        """One step feeding each row's next token and its draft; each row's new tokens, or ``None`` when no row
+        has a draft (then a plain step runs)."""
+        drafts = [lookups[row].draft(draft_tokens) for row in batch.rows]
+        width = 1 + max(len(draft) for draft in drafts)
+        if width == 1:
+            return None
+        ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+        fed = torch.zeros((len(batch), width), dtype=batch.mask.dtype)
+        ids[:, 0], fed[:, 0] = batch.last.cpu(), 1
+        for line, draft in enumerate(drafts):
+            if draft:
+                ids[line, 1 : 1 + len(draft)] = torch.tensor(draft)
+                fed[line, 1 : 1 + len(draft)] = 1
+        ids, fed = ids.to(device), fed.to(device)
+        positions = batch.positions[:, None] + torch.arange(width, device=device)
+        choices, batch.cache = forward(ids, torch.cat([batch.mask, fed], dim=1), positions, batch.cache, width)
+        choices = choices.tolist()
+        counts = [accepted(draft, row_choices) for draft, row_choices in zip(drafts, choices)]
+        kept = torch.zeros_like(fed)
+        for line, count in enumerate(counts):
+            kept[line, : 1 + count] = 1
+        batch.mask = torch.cat([batch.mask, kept], dim=1)
+        batch.positions = batch.positions + 1 + torch.tensor(counts, device=device)
+        new = [row_choices[: count + 1] for row_choices, count in zip(choices, counts)]
+        batch.last = torch.tensor([tokens[-1] for tokens in new], device=device)
+        holes = batch.mask.shape[1] - int(batch.mask.sum(dim=1).max())
+        if holes > HOLE_SHARE * batch.mask.shape[1]:
+            batch.compact()
+        return new
 
     with torch.no_grad():
         prefix_key_values = []
@@ -191,7 +246,7 @@ def continuous_greedy(
                 mask[line, prefix_length + width - len(suffix):] = 1
                 positions[line, width - len(suffix):] = torch.arange(prefix_length, prefix_length + len(suffix))
             cache = reserved_cache([(keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1))
-                                    for keys, values in prefix_key_values], width + max_new_tokens)
+                                    for keys, values in prefix_key_values], width + reserve)
             ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
             first, cache = forward(ids, mask, positions, cache)
             if _plain_layers(cache) is None:
@@ -200,6 +255,7 @@ def continuous_greedy(
             return _Batch(list(rows), cache, mask, lengths, first)
 
         batch: _Batch | None = None
+        reserve = max_new_tokens * (1 + draft_tokens)  # columns a row may still add: rejected drafts too
         refill_below = max(1, int(batch_size * REFILL_SHARE))
         while waiting or batch:
             if waiting and (batch is None or len(batch) < refill_below):
@@ -207,25 +263,39 @@ def continuous_greedy(
                 admitted = prefill([waiting.popleft() for _ in range(min(room, len(waiting)))])
                 if admitted is None:
                     return None
-                batch = admitted if batch is None else batch.merge(admitted, max_new_tokens)
-                tokens = admitted.last
+                batch = admitted if batch is None else batch.merge(admitted, reserve)
+                new = [[token] for token in admitted.last.tolist()]
                 rows = admitted.rows
                 offset = len(batch) - len(admitted)
+                if draft_tokens:
+                    lookups.update((row, PromptLookup(token_lists[row])) for row in rows)
             else:
-                step_mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch), 1))], dim=1)
-                tokens, batch.cache = forward(batch.last[:, None], step_mask, batch.positions[:, None], batch.cache)
-                batch.mask, batch.positions, batch.last = step_mask, batch.positions + 1, tokens
+                new = draft_step(batch) if draft_tokens else None
+                if new is None:
+                    step_mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch), 1))], dim=1)
+                    tokens, batch.cache = forward(batch.last[:, None], step_mask, batch.positions[:, None],
+                                                  batch.cache)
+                    batch.mask, batch.positions, batch.last = step_mask, batch.positions + 1, tokens
+                    new = [[token] for token in tokens.tolist()]
                 rows, offset = batch.rows, 0
             kept = list(range(offset))
             finished = 0
-            for line, (row, token) in enumerate(zip(rows, tokens.tolist())):
-                if token not in end_token_ids:
-                    generated[row].append(token)
-                if (token in end_token_ids or len(generated[row]) >= max_new_tokens
-                        or (is_finished is not None and is_finished(generated[row]))):
+            for line, (row, tokens) in enumerate(zip(rows, new)):
+                done = False
+                for token in tokens:
+                    if token not in end_token_ids:
+                        generated[row].append(token)
+                    done = (token in end_token_ids or len(generated[row]) >= max_new_tokens
+                            or (is_finished is not None and is_finished(generated[row])))
+                    if done:
+                        break
+                if done:
                     finished += 1
+                    lookups.pop(row, None)
                 else:
                     kept.append(offset + line)
+                    if draft_tokens:
+                        lookups[row].extend(tokens)
             if finished:
                 if len(kept) == 0:
                     batch = None

@@ -14,10 +14,14 @@ class ChatDecoding:
     max_new_tokens: int = 160
     batch_size: int = 16  # rows decoded together: on a CPU a decoding step costs about the same for 8 or 16
     engine: str = ""
+    draft_tokens: int = 0  # prompt-lookup draft tokens fed with each decoding step (0: none)
 
     def to_dict(self) -> dict:
-        return {"greedy": True, "chat_template": True, "max_new_tokens": self.max_new_tokens,
-                "batch_size": self.batch_size, "engine": self.engine}
+        fields = {"greedy": True, "chat_template": True, "max_new_tokens": self.max_new_tokens,
+                  "batch_size": self.batch_size, "engine": self.engine}
+        if self.draft_tokens:  # a different batching of the arithmetic, like the batch size
+            fields["prompt_lookup"] = self.draft_tokens
+        return fields
 
     def sized(self, requested: int | str | None, model, tokenizer, conversations: list[list[dict[str, str]]],
               replies: int = 1, backend=None) -> ChatDecoding:
@@ -45,7 +49,8 @@ def chat_replies(model, tokenizer, conversations: list[list[dict[str, str]]], de
     prompts = [chat_prompt(tokenizer, messages) for messages in conversations]
     backend = backend or TaskOptions().evaluation_backend()
     replies = backend.generate(model, tokenizer, prompts, max_new_tokens=decoding.max_new_tokens,
-                               batch_size=decoding.batch_size, add_special_tokens=False)
+                               batch_size=decoding.batch_size, add_special_tokens=False,
+                               draft_tokens=decoding.draft_tokens)
     return [reply.strip() for reply in replies]
 
 
