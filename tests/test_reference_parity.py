@@ -178,17 +178,32 @@ def _round_to_level(ratio: torch.Tensor, zero: torch.Tensor, max_level: int, tie
     return torch.clamp(levels + zero, 0, max_level)
 
 
+def _act_order(hessian: torch.Tensor, order_as: torch.Tensor | None) -> torch.Tensor:
+    """Columns by decreasing Hessian diagonal. Two diagonals equal to float32 error (the float32 Hessian of the
+    code under test sums its products in another order) may sort either way; given ``order_as`` (the code under
+    test's diagonal), the reference takes its order after checking that it sorts the float64 diagonal the same
+    but for such ties."""
+    diagonal = torch.diagonal(hessian)
+    order = torch.argsort(diagonal, descending=True)
+    if order_as is None:
+        return order
+    theirs = torch.argsort(order_as.double(), descending=True)
+    assert torch.allclose(diagonal[theirs], diagonal[order], rtol=1e-5), "act-order sorts the columns differently"
+    return theirs
+
+
 def reference_gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int, symmetric: bool,
-                   act_order: bool, block: int = 16, ties_as: torch.Tensor | None = None) -> torch.Tensor:
+                   act_order: bool, block: int = 16, ties_as: torch.Tensor | None = None,
+                   order_as: torch.Tensor | None = None) -> torch.Tensor:
     """GPTQ (Frantar et al. 2023): quantize one column at a time, each rounding error compensated on the later
     columns by the OBS step. With act-order the columns go by decreasing Hessian diagonal (and the groups follow
     that order). A group's grid is fitted when the sweep reaches its first column, on the weights as they stood
     when the block holding that column began (the published code's rule), so a group that straddles a block
     boundary takes its later columns as they were then too; the last group may be shorter. ``ties_as``: see
-    :func:`_round_to_level`."""
+    :func:`_round_to_level`; ``order_as``: see :func:`_act_order`."""
     weight, hessian = _prepare(weight, hessian)
     rows, cols = weight.shape
-    order = torch.argsort(torch.diagonal(hessian), descending=True) if act_order else torch.arange(cols)
+    order = _act_order(hessian, order_as) if act_order else torch.arange(cols)
     weight, hessian = weight[:, order], hessian[order][:, order]
     if ties_as is not None:
         ties_as = ties_as.double()[:, order]
@@ -292,7 +307,8 @@ def test_gptq_equals_the_reference(bits, group_size, symmetric, act_order):
     ours = gptq_quantize(weight, our_hessian(inputs), bits, group_size=group_size, symmetric=symmetric,
                          act_order=act_order, block_size=16).dequantize()
     reference = reference_gptq(weight, reference_hessian(inputs), bits, group_size=group_size,
-                               symmetric=symmetric, act_order=act_order, block=16, ties_as=ours)
+                               symmetric=symmetric, act_order=act_order, block=16, ties_as=ours,
+                               order_as=torch.diagonal(our_hessian(inputs)))
     assert_weights_match(ours, reference)
 
 
@@ -300,7 +316,7 @@ def test_gptq_with_dead_inputs_equals_the_reference():
     weight, inputs = layer_data(12, 48, seed=5, dead=(0, 20, 47))
     ours = gptq_quantize(weight, our_hessian(inputs), 4, group_size=16, act_order=True, block_size=16).dequantize()
     reference = reference_gptq(weight, reference_hessian(inputs), 4, group_size=16, symmetric=True,
-                               act_order=True, block=16, ties_as=ours)
+                               act_order=True, block=16, ties_as=ours, order_as=torch.diagonal(our_hessian(inputs)))
     assert_weights_match(ours, reference)
     assert bool((ours[:, [0, 20, 47]] == 0).all())
 
@@ -324,7 +340,8 @@ def _reference_for(options: dict, weight: torch.Tensor, inputs: torch.Tensor, ou
         n_m = (2, 4) if options.get("pattern") == "2:4" else None
         return reference_sparsegpt(weight, reference_hessian(inputs), options.get("sparsity", 0.5), n_m, block=128)
     return reference_gptq(weight, reference_hessian(inputs), options["bits"], group_size=options["group_size"],
-                          symmetric=True, act_order=options["act_order"], block=128, ties_as=ours)
+                          symmetric=True, act_order=options["act_order"], block=128, ties_as=ours,
+                          order_as=torch.diagonal(our_hessian(inputs)))
 
 
 @pytest.mark.parametrize("name", list(WALK_SPECS))
