@@ -1,7 +1,10 @@
 """Evaluation speed and scores: kick-checks' engines against lm-evaluation-harness on the same model and items.
 
     python bench/evaluation_vs_lm_eval.py [--model smollm2-135m] [--dtype float32] [--batch-size 16]
-                                          [--tasks multiple_choice,...] [--threads N]
+                                          [--ours-batch-size N] [--tasks multiple_choice,...] [--threads N]
+
+lm-eval runs at ``--batch-size`` (default 16); our side at each task's own default, as ``pytest -m kick`` runs
+it (32 rows for QA, 16 contexts for option scoring, 48 rows for the chat tasks), or at ``--ours-batch-size``.
 
 Both sides get the identical requests, built by our tasks from the bundled sets, one task after the other (ours,
 then lm-eval's, then the next task), so that both see the same machine:
@@ -76,7 +79,7 @@ def multiple_choice_row(loaded, lm, batch_size):
     items, dev_shots, _ = task.load(TaskOptions())
     groups = task.subject_groups(loaded.model, loaded.tokenizer, items, dev_shots)
     answers = [item.answer for group in groups for item in group.items]
-    ours_seconds, ours = _ours_multiple_choice(task, loaded, groups, batch_size)
+    ours_seconds, ours = _ours_multiple_choice(task, loaded, groups, batch_size or task.batch_size)
     theirs_seconds, theirs = _lm_eval_multiple_choice(task, lm, groups)
     return ("multiple_choice (5-shot, 4 options)", len(answers), ours_seconds, theirs_seconds,
             sum(a == b for a, b in zip(ours, answers)) / len(answers),
@@ -114,7 +117,8 @@ def qa_row(key, loaded, lm, batch_size):
     items = qa_items(load_rows(task, TaskOptions()).rows)
     engine, decoding = task.engine, task.engine.decoding
     prompts = [build_prompt(item, engine.shots, engine.with_passage) for item in items]
-    ours, ours_s = _ours_generate(loaded, prompts, decoding.max_new_tokens, decoding.stop, batch_size)
+    ours, ours_s = _ours_generate(loaded, prompts, decoding.max_new_tokens, decoding.stop,
+                                  batch_size or decoding.batch_size)
     theirs, theirs_s = _peer_generate(lm, prompts, decoding.max_new_tokens, decoding.stop)
 
     def score(texts):
@@ -137,7 +141,8 @@ def summarization_row(loaded, lm, batch_size):
     prompts = [chat_prompt(loaded.tokenizer, [{"role": "user", "content": INSTRUCTION + row["article"].strip()}])
                for row in rows]
     tokens = task.decoding.max_new_tokens
-    ours, ours_s = _ours_generate(loaded, prompts, tokens, (), batch_size, add_special_tokens=False)
+    ours, ours_s = _ours_generate(loaded, prompts, tokens, (), batch_size or task.decoding.batch_size,
+                                  add_special_tokens=False)
     theirs, theirs_s = _peer_generate(lm, prompts, tokens, ())
 
     def score(texts):
@@ -168,7 +173,8 @@ def instruction_row(loaded, lm, batch_size):
             for index in active:
                 side_histories[index].append({"role": "user", "content": rows[index]["turns"][turn]})
             prompts = [chat_prompt(loaded.tokenizer, side_histories[index]) for index in active]
-            texts, spent = (_ours_generate(loaded, prompts, tokens, (), batch_size, add_special_tokens=False)
+            texts, spent = (_ours_generate(loaded, prompts, tokens, (), batch_size or task.decoding.batch_size,
+                                           add_special_tokens=False)
                             if side == "ours" else _peer_generate(lm, prompts, tokens, ()))
             seconds[side] += spent
             replies[side] = [text.strip() for text in texts]
@@ -231,7 +237,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="lm-eval's batch size")
+    parser.add_argument("--ours-batch-size", type=int, default=None,
+                        help="our batch size for every task (default: each task's own)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
@@ -258,18 +266,19 @@ def main() -> int:
         lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.batch_size, device="cpu",
                   dtype=args.dtype)
         print(f"lm-eval {lm_eval.__version__}")
-    print(f"model {args.model} ({args.dtype}), batch size {args.batch_size}, {torch.get_num_threads()} torch threads, "
-          f"engine {generation_engine(loaded.model)}")
+    ours = args.ours_batch_size or "each task's own"
+    print(f"model {args.model} ({args.dtype}), lm-eval batch size {args.batch_size}, ours {ours}, "
+          f"{torch.get_num_threads()} torch threads, engine {generation_engine(loaded.model)}")
     rows, lines = [], []
     for key in tasks:
         if key == "multiple_choice":
-            rows.append(multiple_choice_row(loaded, lm, args.batch_size))
+            rows.append(multiple_choice_row(loaded, lm, args.ours_batch_size))
         elif key.startswith(("factoid_qa", "retrieval_qa")):
-            rows.append(qa_row(key, loaded, lm, args.batch_size))
+            rows.append(qa_row(key, loaded, lm, args.ours_batch_size))
         elif key == "summarization":
-            rows.append(summarization_row(loaded, lm, args.batch_size))
+            rows.append(summarization_row(loaded, lm, args.ours_batch_size))
         elif key == "instruction_following":
-            rows.append(instruction_row(loaded, lm, args.batch_size))
+            rows.append(instruction_row(loaded, lm, args.ours_batch_size))
         else:
             lines = perplexity_rows(loaded)
         print(f"done: {key}", flush=True)

@@ -106,3 +106,71 @@ def test_sliding_window_models_use_transformers_generate(tiny_loaded):
     prompts = ["red blue", "the quick brown fox jumps"]
     assert greedy_generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=2) == _alone(
         model, tokenizer, prompts, max_new_tokens=4, stop=())
+
+
+@pytest.mark.parametrize("lengths,expected", [
+    ([10, 10, 10], [[0, 1, 2]]),
+    ([10, 40, 11], [[0, 2], [1]]),  # the long row would pad the short ones: a chunk of its own
+    ([100, 104, 108, 112], [[0, 1, 2, 3]]),  # within 12.5% padding
+    ([5], [[0]]),
+    ([], []),
+])
+def test_prefill_chunks_group_rows_of_similar_length(lengths, expected):
+    from kick_checks.engine.continuous_batching import prefill_chunks
+
+    assert prefill_chunks(lengths) == expected
+
+
+def test_prefill_chunks_hold_at_most_the_token_budget():
+    from kick_checks.engine.continuous_batching import PREFILL_TOKENS, prefill_chunks
+
+    chunks = prefill_chunks([400] * 40)
+    assert sorted(position for chunk in chunks for position in chunk) == list(range(40))
+    assert all(len(chunk) * 400 <= PREFILL_TOKENS for chunk in chunks) and len(chunks) == 4
+
+
+def _prefill_widths(model, monkeypatch) -> list[tuple[int, int]]:
+    """Records the ``[rows, width]`` of every forward pass that feeds more than one token a row."""
+    shapes: list[tuple[int, int]] = []
+    forward = model.forward
+
+    def recording(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:
+            shapes.append(tuple(ids.shape))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", recording)
+    return shapes
+
+
+def test_prompts_of_several_prefixes_decode_together_as_each_does_alone(tiny_loaded, monkeypatch):
+    """Group labels (one per prompt template) give each template's prefix one forward pass and the same answers
+    as generating each prompt alone; rows of very different lengths are prefilled in separate chunks."""
+    model, tokenizer = tiny_loaded.model, tiny_loaded.tokenizer
+    instructions = ["Answer each question with a short answer.", "Name the colour only.",
+                    "You are a careful assistant who answers questions about animals in one word."]
+    prompts, labels = [], []
+    for label, instruction in enumerate(instructions):
+        for number, question in enumerate(QUESTIONS):
+            prompts.append(build_prompt(QAItem(str(number), question, ("x",)), SHOTS, False, instruction))
+            labels.append(label)
+    token_lists = [tokenizer(prompt).input_ids for prompt in prompts]
+    options = dict(batch_size=16, max_new_tokens=5, pad_token_id=tokenizer.pad_token_id, end_token_ids=set())
+    shapes = _prefill_widths(model, monkeypatch)
+    grouped = continuous_greedy(model, token_lists, groups=labels, **options)
+    prefixes = [shared_prefix_length([tokens for tokens, own in zip(token_lists, labels) if own == label])
+                for label in range(3)]
+    assert sorted(width for rows, width in shapes if width in prefixes) == sorted(prefixes)  # each prefix once
+    suffixes = [len(tokens) - prefixes[label] for tokens, label in zip(token_lists, labels)]
+    assert all(width <= max(suffixes) for _, width in shapes if width not in prefixes)  # the rest: own tokens
+    assert sum(rows for rows, width in shapes if width not in prefixes) == len(prompts)
+    alone = _alone(model, tokenizer, prompts, max_new_tokens=5, stop=())
+    assert [tokenizer.decode(tokens, skip_special_tokens=True) for tokens in grouped] == alone
+    assert continuous_greedy(model, token_lists, **options) == grouped  # one group: the same answers
+
+
+def test_group_labels_must_match_the_prompts(tiny_loaded):
+    with pytest.raises(ValueError, match="2 group labels for 1 prompts"):
+        continuous_greedy(tiny_loaded.model, [[1, 2, 3]], batch_size=2, max_new_tokens=2, pad_token_id=0,
+                          end_token_ids=set(), groups=[0, 1])

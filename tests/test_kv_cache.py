@@ -83,3 +83,35 @@ def test_a_model_reads_a_reserved_cache_as_it_reads_its_own(tiny_loaded):
             model(input_ids=ids[:, -2:-1], use_cache=True, **{keyword: cache})
             logits[name] = model(input_ids=ids[:, -1:], use_cache=True, **{keyword: cache}).logits
     assert torch.equal(logits["own"], logits["reserved"])
+
+
+def test_a_joined_cache_stacks_batches_right_aligned_with_zero_columns_on_the_left():
+    from kick_checks.engine.kv_cache import joined_cache
+
+    generator = torch.Generator().manual_seed(1)
+    shapes = [(2, 3, 5, 4), (1, 3, 8, 4), (3, 3, 2, 4)]  # [rows, heads, cached tokens, dim] per batch, 2 layers
+    parts = [[(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)) for _ in range(2)]
+             for shape in shapes]
+    cache = joined_cache(parts, reserve=4)
+    for number, layer in enumerate(cache.layers):
+        for field, position in (("keys", 0), ("values", 1)):
+            expected = torch.cat([torch.nn.functional.pad(batch[number][position], (0, 0, 8 - batch[number][position]
+                                                                                    .shape[2], 0)) for batch in parts])
+            assert torch.equal(getattr(layer, field), expected)
+    layer = cache.layers[0]
+    data = layer._stores["keys"].data
+    layer.update(torch.ones(6, 3, 1, 4), torch.ones(6, 3, 1, 4))  # written into the reserved room, no new buffer
+    assert layer._stores["keys"].data is data and layer.keys.shape == (6, 3, 9, 4)
+
+
+def test_keeping_rows_moves_them_in_place_as_indexing_would():
+    from kick_checks.engine.kv_cache import reserved_cache
+
+    generator = torch.Generator().manual_seed(2)
+    keys, values = torch.randn(5, 2, 6, 3, generator=generator), torch.randn(5, 2, 6, 3, generator=generator)
+    cache = reserved_cache([(keys, values)], reserve=3)
+    layer = cache.layers[0]
+    layer.keep_rows([1, 3, 4])
+    assert torch.equal(layer.keys, keys[[1, 3, 4]]) and torch.equal(layer.values, values[[1, 3, 4]])
+    layer.update(torch.zeros(3, 2, 1, 3), torch.zeros(3, 2, 1, 3))
+    assert torch.equal(layer.keys[:, :, :6], keys[[1, 3, 4]]) and layer.keys.shape == (3, 2, 7, 3)

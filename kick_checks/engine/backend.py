@@ -38,13 +38,15 @@ class Backend:
         return {}
 
     def generate(self, model, tokenizer, prompts: list[str], *, max_new_tokens: int, stop: tuple[str, ...] = (),
-                 batch_size: int = 16, add_special_tokens: bool = True, draft_tokens: int = 0) -> list[str]:
+                 batch_size: int = 16, add_special_tokens: bool = True, draft_tokens: int = 0,
+                 groups: list[int] | None = None) -> list[str]:
         """Greedy continuations of ``prompts`` in input order, each cut at its first stop string; with
         ``draft_tokens``, decoded with prompt-lookup drafts of up to that many tokens (the same greedy answers
-        in fewer forward passes)."""
+        in fewer forward passes); ``groups`` labels each prompt with the template whose prefix it shares with
+        the others of its label (the same answers, each prefix computed once)."""
         return greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
                                batch_size=batch_size, add_special_tokens=add_special_tokens,
-                               draft_tokens=draft_tokens)
+                               draft_tokens=draft_tokens, groups=groups)
 
     def likelihoods(self, model, tokenizer, prefix: str, requests: list[Continuation], *,
                     batch_size: int = 16) -> list[Likelihood]:

@@ -1,13 +1,13 @@
 """``--kick-batch-size``: how many prompts go through the model at once.
 
-Without the option every task uses its own default (16 for QA and option scoring, 8 for chat tasks): the batch
+Without the option every task uses its own default (32 for QA, 16 for option scoring, 48 for chat tasks): the batch
 sizes the shipped baselines were recorded with. Padding changes the shapes a batch computes with, which in low
 precision can flip a greedy answer, so the batch size of generation tasks is part of the baseline fingerprint.
 
 ``auto`` sizes batches from the device's memory: on a GPU the largest power of two (up to 256) whose key-value
 cache and activations for the task's longest sequence fit in 60% of the GPU's memory beside the weights; total
 memory is used, not free memory, so the choice is the same on every run of the same machine and the recorded
-fingerprint stays valid. On the CPU, where larger batches do not run faster, ``auto`` keeps the task default.
+fingerprint stays valid. On the CPU ``auto`` keeps the task default, which is sized for a CPU.
 """
 
 from __future__ import annotations

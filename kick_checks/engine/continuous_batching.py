@@ -8,7 +8,13 @@ Two observations about evaluating a small model on a CPU shape this engine:
   once half the batch is free, waiting prompts are prefilled and join it, so every step does useful work for up to
   ``batch_size`` rows.
 - The prompts of a task share their instruction and few-shot examples. That common token prefix is run through the
-  model once; every prompt's prefill starts from its key-value cache and computes only its own tokens.
+  model once; every prompt's prefill starts from its key-value cache and computes only its own tokens. Prompts of
+  several prefixes (knowledge recovery gives each input one of a pool of prompts) are told apart by a group
+  label per prompt: each group's prefix runs once, and rows of every group decode in one batch.
+- Prefill is compute-bound: a padded position costs what a real one does, and prompts of one batch can differ
+  in length several times over (instruction following's second turns: 122 to 344 tokens). The rows admitted at
+  once are prefilled in chunks of similar length (padding at most :data:`PAD_SHARE` of the chunk's own tokens,
+  at most :data:`PREFILL_TOKENS` positions a pass), then join the batch together.
 
 Rows of different lengths sit in one key-value cache with unused columns masked out; the cache keeps room for
 the tokens still to come, so a step writes in place instead of copying it; positions are given explicitly, so
@@ -26,13 +32,19 @@ from collections.abc import Callable
 
 import torch
 
-from kick_checks.engine.kv_cache import cache_keyword, reserved_cache, returned_cache
+from kick_checks.engine.kv_cache import cache_keyword, joined_cache, reserved_cache, returned_cache
 from kick_checks.engine.prompt_lookup import PromptLookup, accepted
 
 REFILL_SHARE = 0.5
 HOLE_SHARE = 0.25
-"""With drafts, the cache is compacted once this share of its columns are rejected draft tokens."""
-ENGINE = "continuous-batching-2"
+"""The cache is narrowed once this share of its columns is attended by no row (rejected draft tokens, the padding
+of rows that left): narrowing copies the whole cache, a masked column costs only its read."""
+PAD_SHARE = 0.125
+"""A prefill chunk takes another row while its padding stays within this share of its rows' own tokens."""
+PREFILL_TOKENS = 4096
+"""Positions (rows x width) of one prefill pass: larger passes ran no faster on a CPU (float32 900 tokens/s at
+any size; bfloat16 3,000 at 8 x 400, 2,100 at 32 x 400) and hold larger activations."""
+ENGINE = "continuous-batching-3"
 """Names this engine in the generation fingerprint: a change that can alter answers gets a new name."""
 
 
@@ -110,20 +122,17 @@ class _Batch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def merge(self, other: _Batch, reserve: int) -> _Batch:
-        """This batch and ``other`` as one, the shorter cache padded with masked columns on the left; the cache
+    @staticmethod
+    def merged(batches: list[_Batch], reserve: int) -> _Batch:
+        """``batches`` as one, in order, each narrower cache padded with masked columns on the left; the cache
         keeps room for ``reserve`` more tokens (see :func:`kick_checks.engine.kv_cache.reserved_layer_type`)."""
-        mine, theirs = _plain_layers(self.cache), _plain_layers(other.cache)
-        width = max(self.mask.shape[1], other.mask.shape[1])
-        pad_mine, pad_theirs = width - self.mask.shape[1], width - other.mask.shape[1]
-        key_values = [
-            (torch.cat([_left_pad(a.keys, pad_mine, 2), _left_pad(b.keys, pad_theirs, 2)]),
-             torch.cat([_left_pad(a.values, pad_mine, 2), _left_pad(b.values, pad_theirs, 2)]))
-            for a, b in zip(mine, theirs)
-        ]
-        mask = torch.cat([_left_pad(self.mask, pad_mine, 1), _left_pad(other.mask, pad_theirs, 1)])
-        return _Batch(self.rows + other.rows, reserved_cache(key_values, reserve), mask,
-                      torch.cat([self.positions, other.positions]), torch.cat([self.last, other.last]))
+        if len(batches) == 1:
+            return batches[0]
+        width = max(batch.mask.shape[1] for batch in batches)
+        parts = [[(layer.keys, layer.values) for layer in _plain_layers(batch.cache)] for batch in batches]
+        mask = torch.cat([_left_pad(batch.mask, width - batch.mask.shape[1], 1) for batch in batches])
+        return _Batch([row for batch in batches for row in batch.rows], joined_cache(parts, reserve), mask,
+                      torch.cat([batch.positions for batch in batches]), torch.cat([batch.last for batch in batches]))
 
     def compact(self) -> None:
         """Move every row's attended columns to the right end of a narrower cache, dropping the columns of
@@ -139,18 +148,40 @@ class _Batch:
             layer.keys, layer.values = layer.keys.gather(2, index), layer.values.gather(2, index)
 
     def keep(self, kept: list[int]) -> None:
-        """Keep only the rows at positions ``kept``, and drop cache columns no kept row attends to."""
+        """Keep only the rows at positions ``kept`` (increasing), moved in place in the cache; cache columns no
+        kept row attends to are dropped once they are :data:`HOLE_SHARE` of the cache (dropping copies it)."""
         index = torch.tensor(kept, device=self.mask.device)
         self.rows = [self.rows[position] for position in kept]
         self.mask, self.positions, self.last = self.mask[index], self.positions[index], self.last[index]
-        used = self.mask.any(dim=0)
-        trim = not bool(used.all())
-        if trim:
-            self.mask = self.mask[:, used]
         for layer in _plain_layers(self.cache):
-            layer.keys, layer.values = layer.keys[index], layer.values[index]
-            if trim:
+            if hasattr(layer, "keep_rows"):
+                layer.keep_rows(kept)
+            else:
+                layer.keys, layer.values = layer.keys[index], layer.values[index]
+        used = self.mask.any(dim=0)
+        if int(used.sum()) < (1 - HOLE_SHARE) * used.numel():
+            self.mask = self.mask[:, used]
+            for layer in _plain_layers(self.cache):
                 layer.keys, layer.values = layer.keys[:, :, used], layer.values[:, :, used]
+
+
+def prefill_chunks(lengths: list[int]) -> list[list[int]]:
+    """Positions into ``lengths`` (the rows' own prompt tokens), in chunks to prefill together: by increasing
+    length, a chunk takes the next row while its padded size (rows x its longest) stays within
+    ``1 + PAD_SHARE`` times its rows' own tokens and within :data:`PREFILL_TOKENS`."""
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    own = 0
+    for position in sorted(range(len(lengths)), key=lambda index: (lengths[index], index)):
+        padded = lengths[position] * (len(chunk) + 1)
+        if chunk and (padded > (1 + PAD_SHARE) * (own + lengths[position]) or padded > PREFILL_TOKENS):
+            chunks.append(chunk)
+            chunk, own = [], 0
+        chunk.append(position)
+        own += lengths[position]
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 def continuous_greedy(
@@ -164,20 +195,33 @@ def continuous_greedy(
     is_finished: Callable[[list[int]], bool] | None = None,
     on_done: Callable[[int], None] = lambda count: None,
     draft_tokens: int = 0,
+    groups: list[int] | None = None,
 ) -> list[list[int]] | None:
     """Greedy continuations (token ids, without an end token) of ``token_lists``, in input order.
 
     A row ends at an end token, when ``is_finished(tokens)`` says so (stop strings), or after ``max_new_tokens``.
     With ``draft_tokens``, each step also feeds up to that many prompt-lookup draft tokens per row
-    (:mod:`kick_checks.engine.prompt_lookup`) and keeps those the model's greedy choices confirm.
+    (:mod:`kick_checks.engine.prompt_lookup`) and keeps those the model's greedy choices confirm. ``groups``
+    labels each prompt with the group whose shared prefix it starts with (default: one group); only the prefix
+    a group's prompts share runs once, so a label never changes an answer, only how much is computed.
     Returns ``None`` when the model's cache is one this engine cannot reshape; ``on_done(n)`` reports progress.
     """
     device = next(model.parameters()).device
     keep_logits = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     cache_name = cache_keyword(model)
-    prefix_length = shared_prefix_length(token_lists)
+    labels = list(groups) if groups is not None else [0] * len(token_lists)
+    if len(labels) != len(token_lists):
+        raise ValueError(f"{len(labels)} group labels for {len(token_lists)} prompts")
+    members: dict[int, list[int]] = {}  # rows of each group, groups in order of first appearance
+    for row, label in enumerate(labels):
+        members.setdefault(label, []).append(row)
+    rank = {label: number for number, label in enumerate(members)}
+    prefix_lengths = {label: shared_prefix_length([token_lists[row] for row in rows])
+                      for label, rows in members.items()}
+    unadmitted = {label: len(rows) for label, rows in members.items()}
     generated: list[list[int]] = [[] for _ in token_lists]
-    waiting = deque(sorted(range(len(token_lists)), key=lambda index: (len(token_lists[index]), index)))
+    waiting = deque(sorted(range(len(token_lists)),
+                           key=lambda index: (rank[labels[index]], len(token_lists[index]), index)))
 
     explicit_mask = _explicit_decode_mask(model, device)
 
@@ -225,16 +269,28 @@ def continuous_greedy(
         return new
 
     with torch.no_grad():
-        prefix_key_values = []
-        if prefix_length:
-            ids = torch.tensor([token_lists[0][:prefix_length]], device=device)
-            output = model(input_ids=ids, use_cache=True, **{cache_name: _empty_cache()}, **keep_logits)
-            layers = _plain_layers(returned_cache(output))
-            if layers is None:
-                return None
-            prefix_key_values = [(layer.keys, layer.values) for layer in layers]
+        prefixes: dict[int, list] = {}  # a group's prefix keys and values, from its first admission to its last
+
+        def prefix_of(label: int) -> list | None:
+            if label not in prefixes:
+                length = prefix_lengths[label]
+                prefixes[label] = []
+                if length:
+                    ids = torch.tensor([token_lists[members[label][0]][:length]], device=device)
+                    output = model(input_ids=ids, use_cache=True, **{cache_name: _empty_cache()}, **keep_logits)
+                    layers = _plain_layers(returned_cache(output))
+                    if layers is None:
+                        return None
+                    prefixes[label] = [(layer.keys, layer.values) for layer in layers]
+            return prefixes[label]
 
         def prefill(rows: list[int]) -> _Batch | None:
+            """Rows of one group, run from their group's prefix cache."""
+            label = labels[rows[0]]
+            prefix_key_values = prefix_of(label)
+            if prefix_key_values is None:
+                return None
+            prefix_length = prefix_lengths[label]
             suffixes = [token_lists[row][prefix_length:] for row in rows]
             width = max(len(suffix) for suffix in suffixes)
             ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
@@ -257,16 +313,34 @@ def continuous_greedy(
         batch: _Batch | None = None
         reserve = max_new_tokens * (1 + draft_tokens)  # columns a row may still add: rejected drafts too
         refill_below = max(1, int(batch_size * REFILL_SHARE))
+        def admit(rows: list[int]) -> list[_Batch] | None:
+            """``rows`` prefilled chunk by chunk (one group and similar lengths each)."""
+            by_group: dict[int, list[int]] = {}
+            for row in rows:
+                by_group.setdefault(labels[row], []).append(row)
+            chunks = []
+            for label, group_rows in by_group.items():
+                lengths = [len(token_lists[row]) - prefix_lengths[label] for row in group_rows]
+                for positions in prefill_chunks(lengths):
+                    chunk = prefill([group_rows[position] for position in positions])
+                    if chunk is None:
+                        return None
+                    chunks.append(chunk)
+                unadmitted[label] -= len(group_rows)
+                if not unadmitted[label]:
+                    prefixes.pop(label, None)
+            return chunks
+
         while waiting or batch:
             if waiting and (batch is None or len(batch) < refill_below):
                 room = batch_size - (len(batch) if batch else 0)
-                admitted = prefill([waiting.popleft() for _ in range(min(room, len(waiting)))])
-                if admitted is None:
+                chunks = admit([waiting.popleft() for _ in range(min(room, len(waiting)))])
+                if chunks is None:
                     return None
-                batch = admitted if batch is None else batch.merge(admitted, reserve)
-                new = [[token] for token in admitted.last.tolist()]
-                rows = admitted.rows
-                offset = len(batch) - len(admitted)
+                offset = len(batch) if batch else 0
+                batch = _Batch.merged(chunks if batch is None else [batch, *chunks], reserve)
+                rows = batch.rows[offset:]
+                new = [[token] for token in batch.last[offset:].tolist()]
                 if draft_tokens:
                     lookups.update((row, PromptLookup(token_lists[row])) for row in rows)
             else:

@@ -44,11 +44,14 @@ def greedy_generate(
     batch_size: int = 16,
     add_special_tokens: bool = True,
     draft_tokens: int = 0,
+    groups: list[int] | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts``, in input order, each cut at the first stop string.
 
     ``draft_tokens`` > 0 lets the continuous engine feed prompt-lookup drafts of up to that many tokens with each
-    step (:mod:`kick_checks.engine.prompt_lookup`); transformers' ``generate`` (the static engine) ignores it.
+    step (:mod:`kick_checks.engine.prompt_lookup`); ``groups`` labels each prompt with the prompt template it
+    starts with, so that each template's shared prefix runs once. transformers' ``generate`` (the static
+    engine) ignores both.
 
     The schedule depends only on the prompts and the model's answers, so the same model and prompts always give
     the same answers.
@@ -69,7 +72,7 @@ def greedy_generate(
         generated = continuous_greedy(
             model, token_lists, batch_size=batch_size, max_new_tokens=max_new_tokens, pad_token_id=pad,
             end_token_ids=end_token_ids(model, tokenizer), is_finished=reached_stop if stop else None,
-            on_done=bar.update, draft_tokens=draft_tokens,
+            on_done=bar.update, draft_tokens=draft_tokens, groups=groups,
         )
     if generated is None:
         raise KickError(f"{type(model).__name__} replaced the key-value cache kick-checks gave it, so batched "

@@ -46,6 +46,33 @@ class _Store:
         self.data[:, :, :length] = tensor
         self.length = length
 
+    @classmethod
+    def joined(cls, parts: list, reserve: int) -> _Store:
+        """The row blocks ``parts`` (``[rows, heads, length, dim]`` each) stacked in one buffer with ``reserve``
+        free positions, each right-aligned to the longest; the columns on the left of a shorter one are zeros
+        (finite, so that a masked column cannot turn a score into NaN). One copy of each part."""
+        width = max(part.shape[2] for part in parts)
+        first = parts[0]
+        store = cls.__new__(cls)
+        store.data = first.new_empty((sum(part.shape[0] for part in parts), first.shape[1], width + reserve,
+                                      first.shape[3]))
+        start = 0
+        for part in parts:
+            rows, pad = part.shape[0], width - part.shape[2]
+            if pad:
+                store.data[start : start + rows, :, :pad].zero_()
+            store.data[start : start + rows, :, pad:width] = part
+            start += rows
+        store.length = width
+        return store
+
+    def keep_rows(self, kept: list[int]) -> None:
+        """Keep rows ``kept`` (increasing) in place: each moves forward over a dropped one, nothing is reallocated."""
+        for line, row in enumerate(kept):
+            if line != row:
+                self.data[line, :, : self.length] = self.data[row, :, : self.length]
+        self.data = self.data[: len(kept)]
+
     def view(self):
         return self.data[:, :, : self.length]
 
@@ -109,6 +136,12 @@ def reserved_layer_type() -> type:
             store = self._stores["keys"]
             return 0 if store is None else store.length
 
+        def keep_rows(self, kept: list[int]) -> None:
+            """Keep only rows ``kept`` (increasing positions), moving them in place."""
+            for store in self._stores.values():
+                if store is not None:
+                    store.keep_rows(kept)
+
     return ReservedLayer
 
 
@@ -127,4 +160,23 @@ def reserved_cache(key_values, reserve: int):
         cache.layers = layers
     else:
         cache.layer_class_to_replicate = partial(layer_type, reserve)
+    return cache
+
+
+def joined_cache(parts: list[list], reserve: int):
+    """One reserved cache of the rows of several: ``parts[b][layer]`` is the ``(keys, values)`` of batch ``b``;
+    batches stack in order, each right-aligned to the longest (see :meth:`_Store.joined`)."""
+    from transformers import DynamicCache
+
+    layer_type = reserved_layer_type()
+    layers = []
+    for per_batch in zip(*parts):
+        layer = layer_type(reserve)
+        keys = _Store.joined([keys for keys, _ in per_batch], reserve)
+        values = _Store.joined([values for _, values in per_batch], reserve)
+        layer._stores = {"keys": keys, "values": values}
+        layer.lazy_initialization(keys.data, values.data)
+        layers.append(layer)
+    cache = DynamicCache()
+    cache.layers = layers
     return cache

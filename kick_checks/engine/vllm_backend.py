@@ -177,8 +177,10 @@ class VllmBackend(Backend):
         return self.llm.generate(prompts, self.vllm.SamplingParams(**sampling), use_tqdm=False)
 
     def generate(self, model, tokenizer, prompts: list[str], *, max_new_tokens: int, stop: tuple[str, ...] = (),
-                 batch_size: int = 16, add_special_tokens: bool = True, draft_tokens: int = 0) -> list[str]:
-        # draft_tokens is a speed-up of the transformers engine; vLLM schedules its own decoding
+                 batch_size: int = 16, add_special_tokens: bool = True, draft_tokens: int = 0,
+                 groups: list[int] | None = None) -> list[str]:
+        # draft_tokens and groups speed up the transformers engine; vLLM schedules its own decoding and caches
+        # shared prefixes itself
         if not prompts:
             return []
         ends = end_token_ids(model, tokenizer)

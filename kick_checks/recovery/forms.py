@@ -78,23 +78,12 @@ class ShortAnswerForm:
 
     def evaluate(self, model, tokenizer, items: list[QAItem], prompts: list[Prompt], fingerprint: dict,
                  batch_size: int | str | None) -> TaskResult:
-        """Generate per group of items sharing a prompt, so the engine computes each prompt's prefix once."""
-        groups: dict[str, list[int]] = {}
-        for index, prompt in enumerate(prompts):
-            groups.setdefault(prompt.text, []).append(index)
-        outcomes: dict[int, ItemOutcome] = {}
-        result = None
-        seconds = 0.0
-        for text, indices in groups.items():
-            members = [items[index] for index in indices]
-            result = self.engine.evaluate_prompts(model, tokenizer, members, [text + self.query(item) for item in
-                                                                              members], fingerprint, batch_size)
-            seconds += result.seconds
-            outcomes.update(zip(indices, result.items))
-        if result is None:
-            return TaskResult(self.task.key, self.engine.metric, [], fingerprint)
-        return TaskResult(self.task.key, result.metric, [outcomes[index] for index in range(len(items))],
-                          result.fingerprint, seconds)
+        """Generate every item in one run, labelled with its prompt, so the engine computes each prompt's prefix
+        once and decodes the items of all prompts in one batch."""
+        labels: dict[str, int] = {}
+        groups = [labels.setdefault(prompt.text, len(labels)) for prompt in prompts]
+        texts = [prompt.text + self.query(item) for item, prompt in zip(items, prompts)]
+        return self.engine.evaluate_prompts(model, tokenizer, items, texts, fingerprint, batch_size, groups=groups)
 
     def fit(self, model, tokenizer, items: list[QAItem], prompt: Prompt) -> list[float]:
         """Log-likelihood of each item's question text after ``prompt``."""

@@ -97,9 +97,11 @@ class ShortAnswerQA:
         return self.evaluate_prompts(model, tokenizer, items, prompts, fingerprint, batch_size, backend)
 
     def evaluate_prompts(self, model, tokenizer, items: list[QAItem], prompts: list[str], fingerprint: dict,
-                         batch_size: int | str | None = None, backend=None) -> TaskResult:
+                         batch_size: int | str | None = None, backend=None,
+                         groups: list[int] | None = None) -> TaskResult:
         """Score ``items`` answered after ``prompts`` (one per item): the task's own prompts, or the ones a
-        knowledge-recovery strategy chose (:mod:`kick_checks.recovery`)."""
+        knowledge-recovery strategy chose (:mod:`kick_checks.recovery`), labelled by ``groups`` with the
+        template each starts with."""
         backend = backend or TaskOptions().evaluation_backend()
         started = time.perf_counter()
         longest = max(prompts, key=len, default="")
@@ -114,6 +116,7 @@ class ShortAnswerQA:
             max_new_tokens=decoding.max_new_tokens,
             stop=decoding.stop,
             batch_size=decoding.batch_size,
+            groups=groups,
         )
         outcomes = []
         for item, text in zip(items, generated):
