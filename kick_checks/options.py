@@ -134,10 +134,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("recovery_pool", "--kick-recovery-pool", "NAME=PATH: held-out demonstrations for a task's recovery "
            "prompts, JSON lines in its schema (repeatable; default the bundled pools; [tool.kick.recovery_pool] too)",
            dict, action="append", commands=frozenset({PYTEST, RECOVER})),
-    Option("idp_rule", "--kick-idp-rule", "how idp picks an input's prompt: fit (default: the prompt after which the "
-           "question is most likely), confidence (the prompt under which the model is surest of its answer) or "
-           "similarity (the prompt whose demonstrations' questions are nearest in embedding space; no forward pass)",
-           choices=("fit", "confidence", "similarity"), commands=frozenset({PYTEST, RECOVER})),
+    Option("idp_rule", "--kick-idp-rule", "how idp picks an input's prompt: similarity (default: the prompt whose "
+           "demonstrations' questions are nearest in embedding space; no forward pass), fit (the prompt after which "
+           "the question is most likely; recovers a little more, at about 4x the time) or confidence (the prompt "
+           "under which the model is surest of its answer)",
+           choices=("similarity", "fit", "confidence"), commands=frozenset({PYTEST, RECOVER})),
     Option("backend", "--kick-backend", "what computes generations and likelihoods: transformers (default), vllm "
            "(the compressed weights served by vLLM on a GPU) or vllm-gptq (the GPTQ checkpoint of a --kick-bits run, "
            "vLLM's low-bit kernels); in the baseline fingerprint; needs the [vllm] extra",

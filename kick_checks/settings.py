@@ -153,7 +153,7 @@ class RunSettings:
     markdown_report: Path | None = None
     recovery: str | None = None  # --kick-recovery: prompt, idp or lora on the knowledge tasks
     recovery_pools: dict[str, Path] = field(default_factory=dict)
-    idp_rule: str = "fit"
+    idp_rule: str = "similarity"
 
     @property
     def judge_model(self) -> str | None:
@@ -217,9 +217,9 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
     if recovery is not None and spec.is_dense:
         raise KickError(f"--kick-recovery {recovery} measures what compression lost and never records baselines: "
                         "run it on a compressed model (--sparsity, --kick-bits), without --kick-update-baselines")
-    idp_rule = str(pick("idp_rule") or "fit").strip()
-    if idp_rule not in ("fit", "confidence", "similarity"):
-        raise KickError(f"--kick-idp-rule {idp_rule!r} is unknown: use fit, confidence or similarity")
+    idp_rule = str(pick("idp_rule") or "similarity").strip()
+    if idp_rule not in ("similarity", "fit", "confidence"):
+        raise KickError(f"--kick-idp-rule {idp_rule!r} is unknown: use similarity, fit or confidence")
     alpha = pick("alpha")
     try:
         alpha = 0.05 if alpha is None else float(alpha)

@@ -70,20 +70,28 @@ def test_dynamic_prompting_chooses_per_input_without_labels_and_recovers_too(toy
     assert accounting.recovered, accounting.describe()
     chosen = dynamic.details["chosen"]
     assert sum(chosen.values()) == dynamic.result.n and set(chosen) <= {"task", "general", "topic:colours"}
-    assert dynamic.scored_tokens_per_item > 0 and dynamic.details["rule"] == "fit"
+    # the default rule, similarity, runs no forward pass to choose
+    assert dynamic.scored_tokens_per_item == 0 and dynamic.details["rule"] == "similarity"
 
 
-def test_the_confidence_and_similarity_rules_choose_a_prompt_for_every_input(toy_recovery):
+@pytest.mark.parametrize("rule", ["fit", "confidence"])
+def test_the_scoring_rules_choose_a_prompt_for_every_input_and_recover_too(toy_runs, toy_recovery, rule):
     model_dir, data, pool = toy_recovery
     pruned = pruned_toy(toy_recovery)
     task, options = get_task("factoid_qa"), TaskOptions(data_path=data)
     run = get_strategy("idp").run(task, pruned.model, pruned.tokenizer, options,
-                                  RecoveryContext(pool_paths={"factoid_qa": pool}, idp_rule="confidence"))
-    assert run.details["rule"] == "confidence" and sum(run.details["chosen"].values()) == run.result.n
-    similar = get_strategy("idp").run(task, pruned.model, pruned.tokenizer, options,
-                                      RecoveryContext(pool_paths={"factoid_qa": pool}, idp_rule="similarity"))
-    assert similar.scored_tokens_per_item == 0 and sum(similar.details["chosen"].values()) == similar.result.n
-    with pytest.raises(KickError, match="--kick-idp-rule 'vote' is unknown: use fit, confidence, similarity"):
+                                  RecoveryContext(pool_paths={"factoid_qa": pool}, idp_rule=rule))
+    assert run.details["rule"] == rule and sum(run.details["chosen"].values()) == run.result.n
+    assert run.scored_tokens_per_item > 0  # each question scored under every candidate
+    accounting = account(toy_runs["dense"].items, toy_runs["compressed"].items, run.result.items)
+    assert accounting.recovered, accounting.describe()
+
+
+def test_an_unknown_rule_is_one_line_naming_the_rules(toy_recovery):
+    model_dir, data, pool = toy_recovery
+    pruned = pruned_toy(toy_recovery)
+    task, options = get_task("factoid_qa"), TaskOptions(data_path=data)
+    with pytest.raises(KickError, match="--kick-idp-rule 'vote' is unknown: use similarity, fit, confidence"):
         get_strategy("idp").run(task, pruned.model, pruned.tokenizer, options, RecoveryContext(idp_rule="vote"))
 
 

@@ -18,7 +18,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 from kick_checks.tasks import Task, TaskOptions, TaskResult
 
 #: The label-free rules :mod:`kick_checks.recovery.dynamic` chooses a prompt by.
-IDP_RULES = ("fit", "confidence", "similarity")
+IDP_RULES = ("similarity", "fit", "confidence")
 
 
 @dataclass
@@ -28,7 +28,7 @@ class RecoveryContext:
     quantized weights, which it would take off their grid)."""
 
     pool_paths: dict[str, Path] = field(default_factory=dict)
-    idp_rule: str = "fit"
+    idp_rule: str = "similarity"
     calibration: Callable[[object], object] | None = None
     merge: bool = True
     seed: int = 0
