@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--limit", type=int, default=None, help="items per task (default: all)")
-    parser.add_argument("--idp-rule", default="fit", choices=["fit", "confidence", "similarity"])
+    parser.add_argument("--idp-rule", default="similarity", choices=["similarity", "fit", "confidence"])
     parser.add_argument("--calib-samples", type=int, default=None, help="calibration windows (default the suite's)")
     parser.add_argument("--strategies", default="prompt,idp,lora")
     parser.add_argument("stage", choices=["dense", "spec", "table"])
@@ -89,8 +89,8 @@ def main() -> int:
         print(f"spec done in {time.perf_counter() - started:.0f}s, {load()}")
         return 0
     print("| compression | strategy | lost | recovered (95% CI) | forgotten | broken | gained | mean score: dense -> "
-          "compressed | under strategy: dense -> compressed | extra params |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "compressed | under strategy: dense -> compressed | extra params | seconds (x plain evaluation) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for path in sorted(args.out.glob("*.json")):
         if path.name == "dense.json":
             continue
@@ -105,10 +105,15 @@ def main() -> int:
                 values = [row[key] if row[key] is not None else row["dense"] for row in rows]
                 return sum(values) / len(values)
 
-            print(f"| {document['spec_label']} | {strategy} | {entry['lost']} | {share} | "
+            rule = rows[0]["cost"].get("rule")
+            label = f"{strategy} ({rule})" if rule else strategy
+            seconds = document["seconds"].get(strategy)
+            plain = document["seconds"].get("compressed")
+            ratio = f"{seconds:.0f} s ({seconds / plain:.1f}x)" if seconds and plain else "-"
+            print(f"| {document['spec_label']} | {label} | {entry['lost']} | {share} | "
                   f"{entry['lost'] - entry['recovered']} | {entry['broken']} | {entry['gained']} | "
                   f"{mean('dense'):.3f} -> {mean('compressed'):.3f} | {mean('dense_with_strategy'):.3f} -> "
-                  f"{mean('compressed_with_strategy'):.3f} | {rows[0]['cost']['extra_parameters']:,} |")
+                  f"{mean('compressed_with_strategy'):.3f} | {rows[0]['cost']['extra_parameters']:,} | {ratio} |")
     return 0
 
 
