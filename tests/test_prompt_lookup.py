@@ -107,13 +107,13 @@ def test_compacting_the_cache_keeps_the_answers(tiny_loaded, accepted_counts, mo
     options = dict(batch_size=3, max_new_tokens=14, pad_token_id=0, end_token_ids=set())
     plain = continuous_greedy(model, token_lists, **options)
     compactions: list[int] = []
-    compact = engine._Batch.compact
+    compact = engine.DecodeBatch.compact
 
     def counted(self):
         compactions.append(self.mask.shape[1])
         compact(self)
 
     monkeypatch.setattr(engine, "HOLE_SHARE", 0.0)
-    monkeypatch.setattr(engine._Batch, "compact", counted)
+    monkeypatch.setattr(engine.DecodeBatch, "compact", counted)
     assert continuous_greedy(model, token_lists, draft_tokens=3, **options) == plain
     assert compactions
