@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from compressors.progress import progress
+from kick_checks.engine.grouped_attention import grouped_decoding
 from kick_checks.engine.kv_cache import cache_keyword, returned_cache
 
 
@@ -83,7 +84,7 @@ def continuation_likelihoods(
         rows_of.setdefault(number, []).append(row)
 
     logprobs: list[float] = [0.0] * len(rows)
-    with torch.no_grad():
+    with torch.no_grad(), grouped_decoding(model):
         if start_ids:
             prefix_out = model(torch.tensor([start_ids], device=device), use_cache=True)
             prefix_cache, prefix_last = returned_cache(prefix_out), prefix_out.logits[0, -1].float()
