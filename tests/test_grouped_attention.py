@@ -144,3 +144,43 @@ def test_option_scoring_takes_the_grouped_path_and_keeps_the_likelihoods(tiny_lo
     assert [option.tokens for option in grouped] == [option.tokens for option in plain]
     for ours, theirs in zip(grouped, plain):
         assert ours.logprob == pytest.approx(theirs.logprob, abs=1e-4)
+
+
+@pytest.mark.parametrize("family", ["gemma3", "qwen2"])
+def test_option_scoring_agrees_on_other_families(family, tiny_loaded, monkeypatch):
+    """Sliding-window layers (Gemma 3: their mask does the windowing) and four query heads a group (Qwen2)."""
+    import contextlib
+
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from kick_checks.engine import likelihood
+    from kick_checks.engine.likelihood import Continuation, continuation_likelihoods
+
+    tokenizer = tiny_loaded.tokenizer
+    torch.manual_seed(0)
+    shape = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, attn_implementation="sdpa")
+    if family == "gemma3":
+        model = Gemma3ForCausalLM(Gemma3TextConfig(num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
+                                                   head_dim=16, sliding_window=8, **shape))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                             **shape))
+    model.eval()
+    requests = [Continuation(context, option) for context in (" the cat sat on the mat and then", " a dog ran")
+                for option in (" a mat", " the old red mat near the door", " it")]
+    from kick_checks.engine import grouped_attention as module
+
+    folded = []
+    original = module.folded_attention
+
+    def counted(*args, **kwargs):
+        folded.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "folded_attention", counted)
+    grouped = continuation_likelihoods(model, tokenizer, "A prefix of a few words:", requests, batch_size=4)
+    assert folded
+    monkeypatch.setattr(likelihood, "grouped_decoding", lambda model: contextlib.nullcontext())
+    plain = continuation_likelihoods(model, tokenizer, "A prefix of a few words:", requests, batch_size=4)
+    for ours, theirs in zip(grouped, plain):
+        assert ours.logprob == pytest.approx(theirs.logprob, abs=1e-4)

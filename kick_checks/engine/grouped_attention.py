@@ -9,10 +9,11 @@ cache. On the default model in float32, 32 rows at 460 cached tokens, the copy t
 
 :func:`grouped_attention` folds the query heads for those steps too: the queries of one key-value head become
 ``groups x tokens`` query positions, each with its token's mask row, and one SDPA call reads the cache once (the
-same 2-token step: 202 ms). It computes the same sums as transformers' path; only short query lengths take it (at
-most :data:`MOST_QUERY_TOKENS` a row), so prefill passes keep transformers' arithmetic exactly.
-:func:`grouped_decoding` switches a CPU model to it while the engine runs; every other case runs transformers'
-SDPA attention unchanged.
+same 2-token step: 202 ms). It computes the same sums as transformers' path: only passes of at most
+:data:`MOST_QUERY_TOKENS` tokens a row take it, so long prefill passes keep transformers' arithmetic, and the
+shipped dense baselines (whose short prompt suffixes and answer options do take it) re-record identically, item
+for item. :func:`grouped_decoding` switches a CPU model to it while the engine runs; every other case runs
+transformers' SDPA attention unchanged.
 """
 
 from __future__ import annotations
