@@ -96,91 +96,72 @@ def test_grouped_decoding_leaves_other_attention_alone(tiny_loaded, monkeypatch)
         assert model.config._attn_implementation == "eager"
 
 
-def test_draft_steps_take_the_grouped_path_and_keep_the_answers(tiny_loaded, monkeypatch):
-    """Decoding with drafts feeds several tokens a row; those steps run grouped, the answers stay plain greedy."""
+@pytest.fixture
+def folded_calls(monkeypatch) -> list[int]:
+    """The query length (query heads of a group x tokens) of every call that took the grouped path."""
     from kick_checks.engine import grouped_attention as module
 
+    calls: list[int] = []
+    original = module.folded_attention
+
+    def counted(query, *args, **kwargs):
+        calls.append(query.shape[2])
+        return original(query, *args, **kwargs)
+
+    monkeypatch.setattr(module, "folded_attention", counted)
+    return calls
+
+
+def test_draft_steps_take_the_grouped_path_and_keep_the_answers(tiny_loaded, folded_calls):
+    """Decoding with drafts feeds several tokens a row; those steps run grouped, the answers stay plain greedy."""
     model = tiny_loaded.model
     generator = torch.Generator().manual_seed(3)
     cycle = torch.randint(5, model.config.vocab_size, (4,), generator=generator).tolist()
     token_lists = [(cycle * 6)[: 14 + row] for row in range(4)]
     options = dict(batch_size=4, max_new_tokens=10, pad_token_id=0, end_token_ids=set())
     plain = engine.continuous_greedy(model, token_lists, **options)
-    folded = []
-    original = module.folded_attention
-
-    def counted(query, *args, **kwargs):
-        folded.append(query.shape[2])
-        return original(query, *args, **kwargs)
-
-    monkeypatch.setattr(module, "folded_attention", counted)
+    prefill_calls = len(folded_calls)  # the rows' short suffixes after their shared prefix
+    folded_calls.clear()
     assert engine.continuous_greedy(model, token_lists, draft_tokens=3, **options) == plain
-    assert folded and all(tokens > 1 for tokens in folded)  # the steps that fed drafts ran grouped
+    assert len(folded_calls) > prefill_calls  # the steps that fed drafts ran grouped too
 
 
-def test_option_scoring_takes_the_grouped_path_and_keeps_the_likelihoods(tiny_loaded, monkeypatch):
-    """Answer options run a few tokens a row after their context's cache: grouped, with the same log-likelihoods."""
+def _scored_both_ways(model, tokenizer, monkeypatch):
+    """Option log-likelihoods with the grouped path, then with transformers' path alone."""
     import contextlib
-
-    from kick_checks.engine import grouped_attention as module
-    from kick_checks.engine import likelihood
-    from kick_checks.engine.likelihood import Continuation, continuation_likelihoods
-
-    requests = [Continuation(context, option) for context in (" the cat sat on", " a dog ran to the")
-                for option in (" a mat", " the old red mat", " it")]
-    folded = []
-    original = module.folded_attention
-
-    def counted(query, *args, **kwargs):
-        folded.append(query.shape[2])
-        return original(query, *args, **kwargs)
-
-    monkeypatch.setattr(module, "folded_attention", counted)
-    grouped = continuation_likelihoods(tiny_loaded.model, tiny_loaded.tokenizer, "Some text:", requests,
-                                       batch_size=4)
-    assert folded
-    monkeypatch.setattr(likelihood, "grouped_decoding", lambda model: contextlib.nullcontext())
-    plain = continuation_likelihoods(tiny_loaded.model, tiny_loaded.tokenizer, "Some text:", requests, batch_size=4)
-    assert [option.tokens for option in grouped] == [option.tokens for option in plain]
-    for ours, theirs in zip(grouped, plain):
-        assert ours.logprob == pytest.approx(theirs.logprob, abs=1e-4)
-
-
-@pytest.mark.parametrize("family", ["gemma3", "qwen2"])
-def test_option_scoring_agrees_on_other_families(family, tiny_loaded, monkeypatch):
-    """Sliding-window layers (Gemma 3: their mask does the windowing) and four query heads a group (Qwen2)."""
-    import contextlib
-
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, Qwen2Config, Qwen2ForCausalLM
 
     from kick_checks.engine import likelihood
     from kick_checks.engine.likelihood import Continuation, continuation_likelihoods
 
-    tokenizer = tiny_loaded.tokenizer
-    torch.manual_seed(0)
-    shape = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, attn_implementation="sdpa")
-    if family == "gemma3":
-        model = Gemma3ForCausalLM(Gemma3TextConfig(num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
-                                                   head_dim=16, sliding_window=8, **shape))
-    else:
-        model = Qwen2ForCausalLM(Qwen2Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
-                                             **shape))
-    model.eval()
     requests = [Continuation(context, option) for context in (" the cat sat on the mat and then", " a dog ran")
                 for option in (" a mat", " the old red mat near the door", " it")]
-    from kick_checks.engine import grouped_attention as module
-
-    folded = []
-    original = module.folded_attention
-
-    def counted(*args, **kwargs):
-        folded.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(module, "folded_attention", counted)
     grouped = continuation_likelihoods(model, tokenizer, "A prefix of a few words:", requests, batch_size=4)
-    assert folded
     monkeypatch.setattr(likelihood, "grouped_decoding", lambda model: contextlib.nullcontext())
     plain = continuation_likelihoods(model, tokenizer, "A prefix of a few words:", requests, batch_size=4)
+    return grouped, plain
+
+
+def _tiny_family(family: str, vocab_size: int):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    shape = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, attn_implementation="sdpa")
+    if family == "gemma3":
+        return Gemma3ForCausalLM(Gemma3TextConfig(num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
+                                                  head_dim=16, sliding_window=8, **shape)).eval()
+    return Qwen2ForCausalLM(Qwen2Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                        **shape)).eval()
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "qwen2"])
+def test_option_scoring_takes_the_grouped_path_and_keeps_the_likelihoods(family, tiny_loaded, folded_calls,
+                                                                         monkeypatch):
+    """Answer options run a few tokens a row after their context's cache: grouped, with the same log-likelihoods.
+    Also on sliding-window layers (Gemma 3: their mask does the windowing) and four query heads a group (Qwen2)."""
+    tokenizer = tiny_loaded.tokenizer
+    model = tiny_loaded.model if family == "llama" else _tiny_family(family, len(tokenizer))
+    grouped, plain = _scored_both_ways(model, tokenizer, monkeypatch)
+    assert folded_calls
+    assert [option.tokens for option in grouped] == [option.tokens for option in plain]
     for ours, theirs in zip(grouped, plain):
         assert ours.logprob == pytest.approx(theirs.logprob, abs=1e-4)
