@@ -165,3 +165,12 @@ def test_option_scoring_takes_the_grouped_path_and_keeps_the_likelihoods(family,
     assert [option.tokens for option in grouped] == [option.tokens for option in plain]
     for ours, theirs in zip(grouped, plain):
         assert ours.logprob == pytest.approx(theirs.logprob, abs=1e-4)
+
+
+def test_decoding_steps_keep_their_ready_mask_while_the_model_is_switched(tiny_loaded):
+    from kick_checks.engine.continuous_batching import _explicit_decode_mask
+
+    model = tiny_loaded.model
+    assert _explicit_decode_mask(model, torch.device("cpu"))
+    with grouped_decoding(model):
+        assert _explicit_decode_mask(model, torch.device("cpu"))

@@ -33,6 +33,7 @@ from collections.abc import Callable
 import torch
 
 from kick_checks.engine.decode_batch import HOLE_SHARE, DecodeBatch, plain_layers
+from kick_checks.engine.grouped_attention import IMPLEMENTATION as GROUPED_IMPLEMENTATION
 from kick_checks.engine.grouped_attention import grouped_decoding
 from kick_checks.engine.kv_cache import cache_keyword, reserved_cache, returned_cache
 from kick_checks.engine.prompt_lookup import PromptLookup, accepted
@@ -87,10 +88,12 @@ def _explicit_decode_mask(model, device: torch.device) -> bool:
     When no row of a step is padded, transformers drops the mask and lets SDPA repeat grouped key-value heads
     (``enable_gqa``), which on a CPU runs 4x slower than the grouped-query path it takes when a mask is given
     (243 ms against 58 ms of attention per step at 900 cached tokens and 16 rows of the default model). A mask
-    given as ``[rows, 1, 1, columns]`` booleans is used as it is, so every step takes the fast path.
+    given as ``[rows, 1, 1, columns]`` booleans is used as it is, so every step takes the fast path. Our grouped
+    attention (:mod:`kick_checks.engine.grouped_attention`) hands one-token steps to that same SDPA path, so it
+    counts as SDPA here, whether or not the model is switched to it yet.
     """
     implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    return device.type == "cpu" and implementation == "sdpa"
+    return device.type == "cpu" and implementation in ("sdpa", GROUPED_IMPLEMENTATION)
 
 
 def prefill_chunks(lengths: list[int]) -> list[list[int]]:
