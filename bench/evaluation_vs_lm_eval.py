@@ -49,7 +49,7 @@ def _ours_multiple_choice(task, loaded, groups, batch_size) -> tuple[float, list
         for item in group.items:
             logprobs = [option.logprob for option in likelihoods[position : position + len(item.choices)]]
             position += len(item.choices)
-            chosen.append(task.chosen_option(item, logprobs))
+            chosen.append(task.top_options(item, logprobs)[0])
     return time.perf_counter() - started, chosen
 
 
@@ -68,7 +68,7 @@ def _lm_eval_multiple_choice(task, lm, groups) -> tuple[float, list[int]]:
         for item in group.items:
             logprobs = [logprob for logprob, _ in results[position : position + len(item.choices)]]
             position += len(item.choices)
-            chosen.append(task.chosen_option(item, logprobs))
+            chosen.append(task.top_options(item, logprobs)[0])
     return seconds, chosen
 
 

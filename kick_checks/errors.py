@@ -8,3 +8,13 @@ class KickError(Exception):
 class KickWarning(UserWarning):
     """Something a run did differently from what was asked (fewer shots, a setting under an old name): the run
     goes on, and pytest lists the line in its warnings summary."""
+
+
+class NonFiniteOutput(KickError):
+    """The model produced NaN or infinite logits, log-likelihoods or losses: no score computed from them means
+    anything. The message names the request (its position, and its text where the engine has it); the session adds
+    the task. ``index`` is the request's position in the engine's input, when known."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index

@@ -106,6 +106,10 @@ OPTIONS: tuple[Option, ...] = (
            None, action="store_true"),
     Option("update_sample", "--kick-update-sample", "when an update with --kick-limit holds fewer items than the "
            "stored baseline: refuse (default), merge (refresh those items in it) or replace (write the smaller one)"),
+    Option("noise_floor", "--kick-noise-floor", "when recording baselines, also evaluate the dense model under "
+           "perturbations that change only rounding, to learn which items are unstable: a list of batch (half the "
+           "batch size), threads (another thread count), float32 (a float32 copy, for a bfloat16 or float16 "
+           "baseline), or none (default batch,threads,float32; each costs about one more dense evaluation)"),
     Option("baselines_dir", "--kick-baselines-dir", "folder of baselines (default <rootdir>/baselines, else the "
            "baselines shipped)"),
     Option("json", "--kick-json", "write a JSON report (environment, fingerprints, compression, per-task and "

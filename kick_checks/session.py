@@ -11,20 +11,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import kick_checks
 from compressors import CompressionReport, get_compressor, measure_sparsity
 from compressors.progress import note
 from compressors.spec import QUANTIZATION_METHODS, SpecError
+from kick_checks.engine.batching import scaled_batch_size
 from kick_checks.engine.vllm_backend import session_backend
-from kick_checks.errors import KickError
+from kick_checks.errors import KickError, NonFiniteOutput
 from kick_checks.experiments.measure import RunMeasurement
+from kick_checks.gate.noise_floor import NoiseFloor, build_noise_floor, perturbations
 from kick_checks.gate.outcome import Outcome
 from kick_checks.gate.store import BaselineStore
 from kick_checks.judge import Judge, JudgeConfig
 from kick_checks.model.calibration import calibration_text, calibration_tokens
 from kick_checks.model.compressed_cache import CompressedCache, code_hash, entry_key
+from kick_checks.model.environment import environment_differences, environment_label, numerical_environment
 from kick_checks.model.loading import (
     LoadedModel,
     ModelRef,
@@ -59,6 +63,7 @@ class KickSession:
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self._loaded: LoadedModel | None = None
+        self._dense_copies: dict[str, LoadedModel] = {}  # the dense model in another dtype, for the noise floor
         self.compression: CompressionReport | None = None
         self.compression_source = ""  # "compressed" here, or "loaded" from the compression cache
         self.dense_zeros = 0
@@ -213,11 +218,36 @@ class KickSession:
             options = self.task_options(task.data_key())
             loaded = self.loaded
             note(f"evaluating {task_key}")
-            result = task.run(loaded.model, loaded.tokenizer, options)
+            result = self._run(task, task_key, loaded, options)
             log.info("%s: %s %.3f on %d items in %.1fs", task_key, result.metric.name, result.score, result.n,
                      result.seconds)
             self._results[task_key] = result
         return self._results[task_key]
+
+    @staticmethod
+    def _run(task, label: str, loaded: LoadedModel, options: TaskOptions) -> TaskResult:
+        """Run ``task`` and refuse a result that cannot be judged: non-finite outputs or scores, no item scored, or
+        judgments missing (a judge that failed or answered without a rating)."""
+        try:
+            result = task.run(loaded.model, loaded.tokenizer, options)
+        except NonFiniteOutput as error:
+            raise KickError(f"{label}: {error}: the model is broken (NaN or infinite weights or activations), so "
+                            "no score would mean anything; check what the compressor wrote") from None
+        broken = result.non_finite()
+        if broken is not None:
+            raise KickError(f"{label}: item {broken.id} scored {broken.score} (answer {broken.prediction[:60]!r}): "
+                            "a score must be a finite number; the model or the scorer is broken")
+        failed, unrated = result.problems.get("judge_failed", 0), result.problems.get("judge_unparsable", 0)
+        if failed or unrated:
+            what = " and ".join(part for part in (
+                f"gave no answer for {failed} items after retries" if failed else "",
+                f"answered {unrated} items without a [[rating]]" if unrated else "") if part)
+            raise KickError(f"{label}: the judge {what}, so the score would be incomplete: nothing is recorded or "
+                            "gated; check the judge endpoint and model and rerun (rated judgments are cached)")
+        if not result.items:
+            raise KickError(f"{label}: no item was scored, so there is nothing to gate or record: check the "
+                            "task's data")
+        return result
 
     def task_options(self, data_name: str) -> TaskOptions:
         return TaskOptions(
@@ -244,22 +274,69 @@ class KickSession:
 
     # -- the gate ------------------------------------------------------------------------------------------
     def check(self, task_key: str) -> Outcome:
-        """Compare the task's compressed result with its dense baseline, or record the baseline."""
+        """Compare the task's compressed result with its dense baseline, or record the baseline (with the dense
+        model's noise floor). A task checked twice in a session (the suite and a user's own test) gives one
+        outcome."""
+        for outcome in self.outcomes:
+            if outcome.task == task_key:
+                return outcome
         result = self.result(task_key)
-        failed = result.problems.get("judge_failed", 0)
-        if failed:
-            raise KickError(
-                f"{task_key}: the judge gave no answer for {failed} items after retries, so the score would be "
-                "incomplete: check the judge endpoint and rerun (judgments already made are cached)"
-            )
         fingerprint = self.loaded.fingerprint
         if self.store.records(task_key):
-            outcome: Outcome = self.store.record(result, fingerprint)
+            outcome: Outcome = self.store.record(result, fingerprint, self.environment(),
+                                                 self._noise_floor(task_key, result))
         else:
             outcome = self.store.compare(result, fingerprint, self.settings.tolerance_for(task_key),
                                          self.settings.spec.label(), gate=self.settings.gate,
                                          alpha=self.settings.alpha)
+            self._note_environment(task_key)
             if self.recovery is not None:
                 outcome = self.recovery.annotate(self, task_key, outcome)
         self.outcomes.append(outcome)
         return outcome
+
+    # -- the numerical environment and the noise floor ------------------------------------------------------
+    def environment(self) -> dict:
+        """Where this run's numbers come from (kernels, dtype, threads, versions): recorded with baselines."""
+        model = self._loaded.model if self._loaded is not None else None
+        return numerical_environment(self.device, self.dtype, model)
+
+    def _note_environment(self, task_key: str) -> None:
+        """Say once, plainly, when a baseline was recorded in another numerical environment than this run's."""
+        recorded = self.store.environments([task_key]).get(task_key)
+        if not recorded:
+            return
+        differences = environment_differences(recorded, self.environment())
+        if differences:
+            line = (f"baselines recorded on {environment_label(recorded)}; this run: "
+                    f"{environment_label(self.environment())} ({'; '.join(differences)}): answers near a tie may "
+                    "differ by rounding alone, so the gate counts only changes beyond each baseline's noise floor")
+            if line not in self.notes:
+                self.notes.append(line)
+
+    def _noise_floor(self, task_key: str, recorded: TaskResult) -> NoiseFloor | None:
+        """Evaluate the dense model again under each perturbation of ``--kick-noise-floor`` (another batch size,
+        thread count, float32) and keep, item by item, what changed (:mod:`kick_checks.gate.noise_floor`)."""
+        chosen = perturbations(self.settings.noise_floor, self.dtype)
+        if not chosen:
+            return None
+        task = get_task(task_key)
+        options = self.task_options(task.data_key())
+        started = time.perf_counter()
+        perturbed = {}
+        for perturbation in chosen:
+            note(f"noise floor of {task_key}: the dense model {perturbation.describe()}")
+            loaded = self.loaded if perturbation.dtype is None else self._dense_copy(perturbation.dtype)
+            run_options = options if perturbation.batch_factor is None else replace(
+                options, batch_size=scaled_batch_size(options.batch_size, perturbation.batch_factor))
+            with perturbation.applied():
+                perturbed[perturbation] = self._run(task, f"{task_key} ({perturbation.describe()})", loaded,
+                                                    run_options)
+        return build_noise_floor(recorded, perturbed, time.perf_counter() - started)
+
+    def _dense_copy(self, dtype: str) -> LoadedModel:
+        if dtype not in self._dense_copies:
+            note(f"loading {self.ref.alias} ({dtype}, {self.device}) for the noise floor")
+            self._dense_copies[dtype] = load_model(self.ref, dtype=dtype, device=self.device,
+                                                   cache_dir=self.settings.cache_dir)
+        return self._dense_copies[dtype]

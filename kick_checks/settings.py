@@ -15,6 +15,7 @@ from pathlib import Path
 from compressors.spec import CompressionSpec, SpecError, build_spec, positive_int
 from kick_checks.engine.batching import parse_batch_size
 from kick_checks.errors import KickError
+from kick_checks.gate.noise_floor import DEFAULT_KINDS, parse_kinds
 from kick_checks.gate.store import SAMPLE_UPDATES
 from kick_checks.gate.tolerance import DEFAULT_TOLERANCE, Tolerance
 from kick_checks.model.loading import DEFAULT_MODEL
@@ -136,6 +137,7 @@ class RunSettings:
     update_baselines: bool = False
     update_missing: bool = False
     update_sample: str = "refuse"
+    noise_floor: tuple[str, ...] = DEFAULT_KINDS  # --kick-noise-floor: perturbations evaluated when recording
     baselines_dir: Path | None = None
     cache_dir: Path | None = None
     data_paths: dict[str, Path] = field(default_factory=dict)
@@ -255,6 +257,7 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         update_baselines=update,
         update_missing=update_missing,
         update_sample=update_sample,
+        noise_floor=parse_kinds(pick("noise_floor")),
         baselines_dir=path_of("baselines_dir"),
         cache_dir=path_of("cache_dir"),
         data_paths=parse_data_paths(options.get("data") or [], values.config),

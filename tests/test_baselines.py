@@ -59,7 +59,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     [
         (None, "no dense baseline at"),
         ('{"schema": 1, "task": "factoid_qa", "sco', "is not valid JSON (truncated?)"),
-        (json.dumps({"schema": 0}), "has schema 0, this kick-checks reads schema 1"),
+        (json.dumps({"schema": 0}), "has schema 0, this kick-checks reads schemas 1, 2"),
         (json.dumps([1, 2]), "has schema None"),
         (json.dumps({"schema": SCHEMA_VERSION, "task": "factoid_qa"}), "is malformed"),
         (json.dumps({"schema": SCHEMA_VERSION, "task": "t", "metric": "m", "score": "x", "items": [],

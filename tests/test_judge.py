@@ -336,10 +336,23 @@ def test_reply_without_rating_is_asked_once_more_then_unparsable(server, make_ju
     follow_up = server.requests[1]["body"]["messages"]
     assert follow_up[-2] == {"role": "assistant", "content": "A fine answer overall."}
     assert "[[4]]" in follow_up[-1]["content"]
-    # unparsable is a real outcome of this prompt: cached, and not asked again
-    assert judge.grade_answer("q", "a") == Judgment(None, "unparsable", judgment.detail, cached=True)
-    assert len(server.requests) == 2
-    assert judge.counts == {"ok": 0, "unparsable": 2, "failed": 0, "cached": 1}
+    # a reply without a rating is never cached as a judgment: the next run asks again (and here gets one)
+    assert not cache_files(tmp_path)
+    server.queue(Response(content="Better now. [[7]]"))
+    assert (judge.grade_answer("q", "a").status, len(server.requests)) == ("ok", 3)
+    assert judge.counts == {"ok": 1, "unparsable": 1, "failed": 0, "cached": 0}
+
+
+def test_an_unparsable_judgment_cached_by_an_older_version_is_asked_again(server, make_judge, tmp_path) -> None:
+    server.queue(Response(content="[[5]]"))
+    judge = make_judge()
+    judge.grade_answer("q", "a")
+    [path] = cache_files(tmp_path)
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps({**document, "status": "unparsable", "score": None}))
+    server.queue(Response(content="[[8]]"))
+    again = judge.grade_answer("q", "a")
+    assert (again.status, again.score, again.cached, len(server.requests)) == ("ok", 8, False, 2)
 
 
 def test_rating_given_when_asked_again_is_ok(server, make_judge) -> None:
@@ -405,10 +418,10 @@ def test_key_reaches_the_server_and_nowhere_else(server, make_judge, tmp_path, c
     caplog.set_level(logging.DEBUG)
     judge = make_judge()
     server.queue(Response(status=500, body=b"{}"), Response(content="No rating."), Response(content="Still none."))
-    judgments = [judge.grade_answer("q", "a"), judge.grade_answer("q", "a"), judge.grade_answer("q2", "a")]
+    judgments = [judge.grade_answer("q", "a"), judge.grade_answer("q2", "a")]
     server.queue(*[Response(status=500, body=b"{}")] * 3)
     judgments.append(judge.grade_answer("q3", "a"))
-    assert [judgment.status for judgment in judgments] == ["unparsable", "unparsable", "ok", "failed"]
+    assert [judgment.status for judgment in judgments] == ["unparsable", "ok", "failed"]
 
     errors = []
     for status in (401, 400):  # the 400 body echoes the key, as some proxies do

@@ -12,6 +12,8 @@ fingerprint stays valid. On the CPU ``auto`` keeps the task default, which is si
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from kick_checks.errors import KickError
@@ -19,6 +21,25 @@ from kick_checks.errors import KickError
 AUTO = "auto"
 MAX_AUTO_BATCH = 256
 MEMORY_SHARE = 0.6
+
+
+@dataclass(frozen=True)
+class BatchScale:
+    """Each task's own batch size times ``factor`` (at least 1): how the noise floor evaluates the dense model at
+    another batch size without naming any task's default."""
+
+    factor: float
+
+    def of(self, default: int) -> int:
+        return max(1, round(default * self.factor))
+
+
+def scaled_batch_size(requested: int | str | BatchScale | None, factor: float) -> int | BatchScale:
+    """``requested`` (a run's ``--kick-batch-size``) times ``factor``; each task's default times it when unset or
+    ``auto``."""
+    if isinstance(requested, int):
+        return max(1, round(requested * factor))
+    return BatchScale(factor)
 
 
 def parse_batch_size(value) -> int | str | None:
@@ -69,10 +90,12 @@ def auto_batch_size(model: torch.nn.Module, default: int, tokens: int, *, all_lo
     return size
 
 
-def choose_batch_size(requested: int | str | None, default: int, model: torch.nn.Module, tokens: int, *,
-                      all_logits: bool = False) -> int:
+def choose_batch_size(requested: int | str | BatchScale | None, default: int, model: torch.nn.Module, tokens: int,
+                      *, all_logits: bool = False) -> int:
     if requested is None:
         return default
+    if isinstance(requested, BatchScale):
+        return requested.of(default)
     if requested == AUTO:
         return auto_batch_size(model, default, tokens, all_logits=all_logits)
     return int(requested)

@@ -37,6 +37,7 @@ from kick_checks.engine.grouped_attention import IMPLEMENTATION as GROUPED_IMPLE
 from kick_checks.engine.grouped_attention import grouped_decoding
 from kick_checks.engine.kv_cache import cache_keyword, reserved_cache, returned_cache
 from kick_checks.engine.prompt_lookup import PromptLookup, accepted
+from kick_checks.errors import NonFiniteOutput
 
 REFILL_SHARE = 0.5
 PAD_SHARE = 0.125
@@ -156,14 +157,20 @@ def continuous_greedy(
 
     explicit_mask = _explicit_decode_mask(model, device)
 
-    def forward(input_ids, attention_mask, position_ids, cache, choices: int = 1):
-        """The greedy choice after each of the last ``choices`` positions (``[rows]`` for one), and the cache."""
+    def forward(input_ids, attention_mask, position_ids, cache, rows: list[int], choices: int = 1):
+        """The greedy choice after each of the last ``choices`` positions (``[rows]`` for one), and the cache.
+        Non-finite logits stop the run (:class:`NonFiniteOutput`, naming the first of ``rows`` that had them)."""
         if explicit_mask and input_ids.shape[1] == 1:
             attention_mask = attention_mask.bool()[:, None, None, :]
         keep = {"logits_to_keep": choices} if keep_logits else {}
         output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                        use_cache=True, **{cache_name: cache}, **keep)
-        picked = output.logits[:, -choices:].argmax(dim=-1)
+        last = output.logits[:, -choices:]
+        finite = torch.isfinite(last).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            raise NonFiniteOutput(f"the logits of prompt {rows[int((~finite).nonzero()[0])] + 1} of "
+                                  f"{len(token_lists)} are not finite", index=rows[int((~finite).nonzero()[0])])
+        picked = last.argmax(dim=-1)
         return (picked[:, -1] if choices == 1 else picked), returned_cache(output)
 
     lookups: dict[int, PromptLookup] = {}
@@ -184,7 +191,8 @@ def continuous_greedy(
                 fed[line, 1 : 1 + len(draft)] = 1
         ids, fed = ids.to(device), fed.to(device)
         positions = batch.positions[:, None] + torch.arange(width, device=device)
-        choices, batch.cache = forward(ids, torch.cat([batch.mask, fed], dim=1), positions, batch.cache, width)
+        choices, batch.cache = forward(ids, torch.cat([batch.mask, fed], dim=1), positions, batch.cache,
+                                       batch.rows, width)
         choices = choices.tolist()
         counts = [accepted(draft, row_choices) for draft, row_choices in zip(drafts, choices)]
         kept = torch.zeros_like(fed)
@@ -236,7 +244,7 @@ def continuous_greedy(
             cache = reserved_cache([(keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1))
                                     for keys, values in prefix_key_values], width + reserve)
             ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
-            first, cache = forward(ids, mask, positions, cache)
+            first, cache = forward(ids, mask, positions, cache, rows)
             if plain_layers(cache) is None:
                 return None
             lengths = torch.tensor([prefix_length + len(suffix) for suffix in suffixes], device=device)
@@ -280,7 +288,7 @@ def continuous_greedy(
                 if new is None:
                     step_mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch), 1))], dim=1)
                     tokens, batch.cache = forward(batch.last[:, None], step_mask, batch.positions[:, None],
-                                                  batch.cache)
+                                                  batch.cache, batch.rows)
                     batch.mask, batch.positions, batch.last = step_mask, batch.positions + 1, tokens
                     new = [[token] for token in tokens.tolist()]
                 rows, offset = batch.rows, 0

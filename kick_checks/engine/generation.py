@@ -10,11 +10,12 @@ arithmetic can then flip a greedy answer.
 from __future__ import annotations
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from compressors.progress import progress, progress_bar
 from kick_checks.engine.continuous_batching import ENGINE as CONTINUOUS_ENGINE
 from kick_checks.engine.continuous_batching import continuous_greedy, plain_cache_for
-from kick_checks.errors import KickError
+from kick_checks.errors import KickError, NonFiniteOutput
 
 STATIC_ENGINE = "transformers-generate"
 
@@ -69,11 +70,15 @@ def greedy_generate(
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with progress_bar(len(prompts), description=f"generating {len(prompts)} answers", unit="answer") as bar:
-        generated = continuous_greedy(
-            model, token_lists, batch_size=batch_size, max_new_tokens=max_new_tokens, pad_token_id=pad,
-            end_token_ids=end_token_ids(model, tokenizer), is_finished=reached_stop if stop else None,
-            on_done=bar.update, draft_tokens=draft_tokens, groups=groups,
-        )
+        try:
+            generated = continuous_greedy(
+                model, token_lists, batch_size=batch_size, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                end_token_ids=end_token_ids(model, tokenizer), is_finished=reached_stop if stop else None,
+                on_done=bar.update, draft_tokens=draft_tokens, groups=groups,
+            )
+        except NonFiniteOutput as error:
+            raise NonFiniteOutput(f"{error} (the prompt ending {prompts[error.index][-80:]!r})",
+                                  error.index) from None
     if generated is None:
         raise KickError(f"{type(model).__name__} replaced the key-value cache kick-checks gave it, so batched "
                         "generation cannot run on it: please report this model to kick-checks")
@@ -98,6 +103,7 @@ def _static_batches(model, tokenizer, prompts, *, max_new_tokens, stop, batch_si
         with torch.no_grad():
             generated = model.generate(
                 **encoded,
+                logits_processor=LogitsProcessorList([_FiniteLogits([prompts[index] for index in indices])]),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 temperature=None,
@@ -111,6 +117,21 @@ def _static_batches(model, tokenizer, prompts, *, max_new_tokens, stop, batch_si
         for index, tokens in zip(indices, new_tokens):
             outputs[index] = cut_at_stop(tokenizer.decode(tokens, skip_special_tokens=True), stop)
     return outputs
+
+
+class _FiniteLogits(LogitsProcessor):
+    """Stops transformers' ``generate`` at the first non-finite logits, naming the prompt of the row."""
+
+    def __init__(self, prompts: list[str]) -> None:
+        self.prompts = prompts
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        finite = torch.isfinite(scores).all(dim=-1)
+        if not bool(finite.all()):
+            row = int((~finite).nonzero()[0])
+            raise NonFiniteOutput(f"the logits of a prompt are not finite (the prompt ending "
+                                  f"{self.prompts[row][-80:]!r})")
+        return scores
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

@@ -10,6 +10,7 @@ cache. 5-shot costs little more than 0-shot, and four options little more than o
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ import torch
 from compressors.progress import progress
 from kick_checks.engine.grouped_attention import grouped_decoding
 from kick_checks.engine.kv_cache import cache_keyword, returned_cache
+from kick_checks.errors import NonFiniteOutput
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,11 @@ def continuation_likelihoods(
                                               [(position, rows[row][1]) for position, row in selected], device)
                 for (_, row), logprob in zip(selected, scored):
                     logprobs[row] = logprob
+    broken = next((row for row, logprob in enumerate(logprobs) if not math.isfinite(logprob)), None)
+    if broken is not None:
+        raise NonFiniteOutput(f"the log-likelihood of request {broken + 1} of {len(requests)} is {logprobs[broken]} "
+                              f"(option {requests[broken].continuation.strip()[:40]!r} after "
+                              f"{requests[broken].context[-80:]!r})")
     return [
         Likelihood(logprob, len(continuation), len(request.continuation))
         for logprob, (_, continuation), request in zip(logprobs, rows, requests)

@@ -22,7 +22,11 @@ take the plain ``labels=`` path, as does any model without ``get_decoder`` / ``g
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from kick_checks.errors import NonFiniteOutput
 
 #: Positions whose logits are held at once: 2,048 x 49,152 float32 values = 400 MB, what the labels= path holds
 #: several times over.
@@ -66,4 +70,7 @@ def window_losses(model, windows: list[torch.Tensor], slice_positions: int = SLI
                 picked = logits.gather(1, targets[start : start + len(logits), None])[:, 0]
                 total += (torch.logsumexp(logits, dim=-1) - picked).double().sum()
             losses.append(float(total / len(targets)))
+    broken = next((index for index, loss in enumerate(losses) if not math.isfinite(loss)), None)
+    if broken is not None:
+        raise NonFiniteOutput(f"the loss of window {broken + 1} of {len(windows)} is {losses[broken]}")
     return losses

@@ -29,6 +29,7 @@ from kick_checks.gate.baselines import (
     write_baseline,
 )
 from kick_checks.gate.comparison import Comparison, compare
+from kick_checks.gate.noise_floor import NoiseFloor
 from kick_checks.gate.tolerance import Tolerance
 from kick_checks.tasks.protocol import TaskResult
 
@@ -49,13 +50,16 @@ class Recorded:
     previous_n: int | None = None
     changes: list[str] = field(default_factory=list)  # what differs from the baseline this one replaced
     result: TaskResult | None = None
+    noise: NoiseFloor | None = None
     verdict: str = "recorded"
     passed: bool = True
 
     def line(self) -> str:
         before = "new" if self.previous is None else f"was {self.previous:.3f} on {self.previous_n} items"
         changed = f"; {', '.join(self.changes)}" if self.changes else ""
-        return f"{self.task}: recorded dense {self.score:.3f} on {self.n} items ({before}{changed}) -> {self.path}"
+        floor = f", {self.noise.summary()}" if self.noise is not None else ", no noise floor"
+        return (f"{self.task}: recorded dense {self.score:.3f} on {self.n} items{floor} ({before}{changed}) "
+                f"-> {self.path}")
 
     def failure_message(self) -> str:
         return self.line()
@@ -65,7 +69,7 @@ class Recorded:
 
     def to_report(self) -> dict:
         entry = {"task": self.task, "verdict": self.verdict, "dense": self.score, "n": self.n,
-                 "baseline": str(self.path)}
+                 "baseline": str(self.path), "noise_floor": self.noise.to_dict() if self.noise else None}
         if self.result is not None:
             entry.update(metric=self.result.metric.name, higher_is_better=self.result.higher_is_better,
                          result=self.result.to_dict())
@@ -79,6 +83,16 @@ def baseline_diff(old: Baseline, new_items: dict, fingerprint_change: list[str])
     added, removed = len(new_items.keys() - old_items.keys()), len(old_items.keys() - new_items.keys())
     return fingerprint_change + [f"{count} items {what}" for count, what in (
         (moved, "changed score"), (added, "added"), (removed, "removed")) if count]
+
+
+def merged_noise(old: NoiseFloor | None, new: NoiseFloor | None, kept_ids: set[str]) -> NoiseFloor | None:
+    """The noise floor of a merged update: the refreshed items' noise from ``new``, the ``kept_ids`` items' from
+    ``old``. Unless both were taken under the same perturbations, the merged baseline has none rather than a
+    partial one."""
+    if old is None or new is None or [p.name for p in old.perturbations] != [p.name for p in new.perturbations]:
+        return None
+    kept = {item_id: noise for item_id, noise in old.items.items() if item_id in kept_ids}
+    return replace(new, items={**kept, **new.items})
 
 
 class BaselineStore:
@@ -129,7 +143,8 @@ class BaselineStore:
                 continue
             current = baseline_fingerprint(model_fingerprint, task_fingerprint)
             known_model = tuple(name for name in MODEL_FIELDS if name in model_fingerprint)
-            changes = fingerprint_changes(baseline.fingerprint, current, tuple(task_fingerprint), known_model)
+            changes = fingerprint_changes(baseline.fingerprint, current, tuple(task_fingerprint), known_model,
+                                          dtypes=baseline.dtypes)
             if changes:
                 problems.append(self._mismatch(baseline.path, changes))
         if problems:
@@ -170,8 +185,10 @@ class BaselineStore:
                 f"{UPDATE_HINT} or run with the recorded settings")
 
     # -- after the task ran -------------------------------------------------------------------------------
-    def record(self, result: TaskResult, model_fingerprint: dict) -> Recorded:
-        """Write ``result`` as the dense baseline, atomically; never shrink a stored one unless told to."""
+    def record(self, result: TaskResult, model_fingerprint: dict, environment: dict | None = None,
+               noise: NoiseFloor | None = None) -> Recorded:
+        """Write ``result`` as the dense baseline with its environment and noise floor, atomically; never shrink a
+        stored one unless told to."""
         path = self.writing_path(result.task)
         old, existed = None, path.is_file()
         if existed:
@@ -189,24 +206,41 @@ class BaselineStore:
                     raise KickError(f"{path}: cannot merge {result.n} items into a baseline recorded under other "
                                     f"settings ({'; '.join(fingerprint_change)}): record the full set instead")
                 fresh = result.by_id()
+                kept = {item.id for item in old.items} - set(fresh)
                 merged = [fresh.pop(item.id, item) for item in old.items] + list(fresh.values())
                 result = replace(result, items=merged)
+                noise = merged_noise(old.noise, noise, kept)
         try:
-            write_baseline(path, result, model_fingerprint)
+            write_baseline(path, result, model_fingerprint, environment, noise)
         except OSError as error:
             raise KickError(f"cannot write the baseline {path} ({error.strerror or error}); the stored file is "
                             "unchanged: make the folder writable and rerun, or use --kick-baselines-dir") from None
         if old is None:
             changes = ["the old file was unreadable"] if existed else []
-            return Recorded(result.task, path, result.score, result.n, None, None, changes, result)
+            return Recorded(result.task, path, result.score, result.n, None, None, changes, result, noise)
         return Recorded(result.task, path, result.score, result.n, old.score, old.n,
-                        baseline_diff(old, result.by_id(), fingerprint_change), result)
+                        baseline_diff(old, result.by_id(), fingerprint_change), result, noise)
 
     def compare(self, result: TaskResult, model_fingerprint: dict, tolerance: Tolerance, spec_label: str, *,
                 gate: str = "threshold", alpha: float = 0.05) -> Comparison:
         """Compare ``result`` with its dense baseline, which must have been recorded under the same settings."""
         baseline = read_baseline(self.reading_path(result.task))
-        changes = fingerprint_changes(baseline.fingerprint, baseline_fingerprint(model_fingerprint, result.fingerprint))
+        changes = fingerprint_changes(baseline.fingerprint, baseline_fingerprint(model_fingerprint, result.fingerprint),
+                                      dtypes=baseline.dtypes)
         if changes:
             raise KickError(self._mismatch(baseline.path, changes))
         return compare(baseline, result, tolerance, spec_label, gate=gate, alpha=alpha)
+
+    def environments(self, task_keys: list[str]) -> dict[str, dict]:
+        """The recorded environment of each readable baseline among ``task_keys`` that has one."""
+        found = {}
+        for key in task_keys:
+            if self.records(key):
+                continue
+            try:
+                environment = read_baseline(self.reading_path(key)).environment
+            except KickError:
+                continue
+            if environment:
+                found[key] = environment
+        return found

@@ -7,6 +7,7 @@ drop is the relative rise and recovery is dense / compressed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +50,9 @@ class Tolerance:
             value = float(number)
         except (TypeError, ValueError):
             raise KickError(f"{where} {text!r} is not a number: give a fraction such as 0.05 for 5%") from None
+        if not math.isfinite(value):
+            raise KickError(f"{where} {text!r} is not a finite number, so no loss could exceed it: give a fraction "
+                            "such as 0.05 for 5%")
         if kind == "relative" and not 0.0 <= value <= 1.0:
             raise KickError(f"{where} {text!r} is outside [0, 1]: give the allowed relative drop, e.g. 0.05")
         if kind == "absolute" and value < 0:

@@ -164,7 +164,7 @@ class Judge:
         judgment = self._read_cache(cache_path) if cache_path else None
         if judgment is None:
             judgment, reply = self._ask_for_rating(messages)
-            if cache_path and judgment.status != "failed":
+            if cache_path and judgment.status == "ok":  # a reply without a rating is asked again next run
                 self._write_cache(cache_path, judgment, reply)
         with self._counting:
             self.counts[judgment.status] += 1
@@ -284,6 +284,8 @@ class Judge:
             return None
         if not _valid_cache_document(document):
             log.warning("ignoring malformed judge cache file %s", path)
+            return None
+        if document["status"] != "ok":  # written by an older version: a reply without a rating is asked again
             return None
         return Judgment(document["score"], document["status"], document["detail"], cached=True)
 

@@ -24,6 +24,7 @@ from filelock import FileLock
 
 from compressors.progress import note
 from kick_checks.errors import KickError
+from kick_checks.model.environment import native_bfloat16
 
 DEFAULT_MODEL = "smollm2-135m"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -157,13 +158,15 @@ def resolve_device(device: str | None) -> str:
 
 
 def resolve_dtype(dtype: str | None, device: str) -> str:
-    """``auto`` is bfloat16 (fast on recent CPUs and GPUs), or float16 on a GPU without bfloat16."""
+    """``auto`` is bfloat16 where the hardware computes it (recent GPUs; CPUs with AVX-512 BF16 or AMX), float16
+    on a GPU without bfloat16, and float32 on a CPU without bfloat16 instructions, where PyTorch emulates bfloat16
+    at several times float32's cost. A bfloat16 baseline's noise floor includes float32, so one shipped baseline
+    serves both kinds of CPU (docs/reliability.md, "Machines")."""
     dtype = (dtype or "auto").strip().lower()
     if dtype == "auto":
-        if (device.startswith("cuda") or device == DEVICE_MAP and torch.cuda.is_available()) and \
-            not torch.cuda.is_bf16_supported():
-            return "float16"
-        return "bfloat16"
+        if device.startswith("cuda") or device == DEVICE_MAP and torch.cuda.is_available():
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "bfloat16" if native_bfloat16() else "float32"
     if dtype not in DTYPES:
         raise KickError(f"--kick-dtype {dtype!r} is unknown: use auto, {', '.join(DTYPES)}")
     return dtype

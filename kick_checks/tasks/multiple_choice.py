@@ -148,10 +148,14 @@ class MultipleChoice(Task):
         return groups
 
     @staticmethod
-    def chosen_option(item: ChoiceItem, logprobs: list[float]) -> int:
-        """The option with the highest log-likelihood per character (longer options are not penalised)."""
+    def top_options(item: ChoiceItem, logprobs: list[float]) -> list[int]:
+        """The options with the highest log-likelihood per character (longer options are not penalised): one, or
+        several when their normalised scores are exactly equal. A tie is not a choice and scores as wrong whichever
+        option is gold: a rule that favoured the first or the longest option would credit a broken model that
+        scores every option alike with whatever share of gold answers sits in that place."""
         normalised = [logprob / max(len(choice), 1) for logprob, choice in zip(logprobs, item.choices)]
-        return max(range(len(normalised)), key=normalised.__getitem__)
+        best = max(normalised)
+        return [index for index, value in enumerate(normalised) if value == best]
 
     def run(self, model, tokenizer, options: TaskOptions) -> TaskResult:
         started = time.perf_counter()
@@ -176,9 +180,11 @@ class MultipleChoice(Task):
             for item in group.items:
                 option_scores = likelihoods[position : position + len(item.choices)]
                 position += len(item.choices)
-                chosen = self.chosen_option(item, [option.logprob for option in option_scores])
-                outcomes.append(ItemOutcome(item.id, float(chosen == item.answer),
-                                            f"{LETTERS[chosen]}: {item.choices[chosen]}", group.subject,
+                top = self.top_options(item, [option.logprob for option in option_scores])
+                chosen = top[0] if len(top) == 1 else None
+                prediction = (f"{LETTERS[chosen]}: {item.choices[chosen]}" if chosen is not None
+                              else "tie between " + "/".join(LETTERS[index] for index in top))
+                outcomes.append(ItemOutcome(item.id, float(chosen == item.answer), prediction, group.subject,
                                             item.question, f"{LETTERS[item.answer]}: {item.choices[item.answer]}"))
         order = {item.id: index for index, item in enumerate(items)}
         outcomes.sort(key=lambda outcome: order[outcome.id])

@@ -137,6 +137,10 @@ class TaskResult:
     def by_id(self) -> dict[str, ItemOutcome]:
         return {item.id: item for item in self.items}
 
+    def non_finite(self) -> ItemOutcome | None:
+        """The first item whose score is NaN or infinite (a broken model or scorer), if any."""
+        return next((item for item in self.items if not math.isfinite(item.score)), None)
+
     def to_dict(self) -> dict:
         return {
             "task": self.task,
