@@ -46,3 +46,25 @@ def test_dense_default_model_reproduces_the_shipped_baselines(pytester, model_ca
         "*model: smollm2-135m (bfloat16, cpu); compression: dense*",
         "*factoid_qa: exact_match dense * -> *n=32,*PASS*",
     ])
+
+
+def test_the_dense_model_passes_on_another_kind_of_cpu_at_another_batch_size_on_one_thread(pytester, model_cache,
+                                                                                           monkeypatch):
+    """Another machine, imitated: the kernels capped at AVX2 (so ``auto`` picks float32, as on a CPU without
+    bfloat16 instructions), half the QA batch size and one thread. The unchanged model must pass the threshold
+    gate on every item of the fast tasks against the bfloat16 baselines we ship, through their noise floor."""
+    for name, value in {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                        "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    result = pytester.runpytest_subprocess(
+        "-m", "kick", "-p", "no:cacheprovider", "-k", "factoid or closed_book or perplexity",
+        "--kick-device", "cpu", "--kick-baselines-dir", str(shipped_baselines_dir()),
+        "--kick-cache-dir", str(model_cache), "--kick-batch-size", "16", "--kick-no-measure",
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*model: smollm2-135m (float32, cpu); compression: dense*",
+        "*baselines recorded on cpu *, bfloat16, * this run: cpu avx2, float32, 1 threads*",
+        "*factoid_qa: exact_match dense * -> * n=239, * unstable*PASS",
+        "*retrieval_qa.closed_book: exact_match dense * -> * n=160, * unstable*PASS",
+    ])

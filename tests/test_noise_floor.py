@@ -100,7 +100,8 @@ def test_perplexity_windows_count_their_loss_beyond_the_dense_range():
 
 def test_a_comparison_on_no_shared_item_is_an_error_naming_the_baseline():
     with pytest.raises(KickError, match=r"none of this run's 3 items is among the 2 items of the baseline b.json"):
-        compare_items(result([1, 1], prefix="old").items, result([1, 0, 1]), Tolerance(0.05), "x", baseline_path="b.json")
+        compare_items(result([1, 1], prefix="old").items, result([1, 0, 1]), Tolerance(0.05), "x",
+                      baseline_path="b.json")
 
 
 @pytest.mark.parametrize("text", ["nan", "abs:nan", "recovery:nan", "inf", "abs:inf", "-inf", "abs:-inf"])

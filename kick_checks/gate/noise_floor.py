@@ -129,6 +129,19 @@ class NoiseFloor:
         noise = self.items.get(item_id)
         return (recorded, recorded) if noise is None else noise.band(recorded)
 
+    def without(self, names: set[str], recorded: dict[str, float]) -> NoiseFloor:
+        """This noise floor as if the perturbations ``names`` had not been run (``recorded``: each item's recorded
+        score), so a run under one of them can be judged on the others alone (leave-one-out measurement)."""
+        items = {}
+        for item_id, noise in self.items.items():
+            under = {name: entry for name, entry in noise.under.items() if name not in names}
+            if any(not math.isclose(score, recorded[item_id], rel_tol=0.0, abs_tol=1e-12)
+                   for score, _ in under.values()):
+                items[item_id] = ItemNoise(under)
+        return NoiseFloor(tuple(p for p in self.perturbations if p.name not in names),
+                          {name: score for name, score in self.scores.items() if name not in names}, items,
+                          self.seconds)
+
     def dtypes(self) -> set[str]:
         return {perturbation.dtype for perturbation in self.perturbations if perturbation.dtype}
 
