@@ -134,3 +134,13 @@ def test_absolute_and_recovery_tolerances(tmp_path):
     failed = compare(baseline, worse, Tolerance(0.9, "recovery"), "x")
     assert not failed.passed and "recovery >= 90.0%" in failed.line()
     assert "absolute 0.1, recovery 87.5%" in failed.failure_message()
+
+
+def test_the_fix_line_names_the_users_baselines_folder(tmp_path):
+    from kick_checks.gate.store import BaselineStore
+
+    folder = tmp_path / "my-baselines"
+    store = BaselineStore("m", folder, tmp_path, tmp_path / "shipped")
+    with pytest.raises(KickError, match=f"record it with pytest -m kick --kick-update-baselines --kick-baselines-dir "
+                                        f"{folder}"):
+        store.prepare({"factoid_qa": {}}, {"alias": "m"})

@@ -99,20 +99,21 @@ def write_baseline(path: Path, result: TaskResult, model_fingerprint: dict, envi
     return write_text_atomically(path, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
-def read_baseline(path: Path) -> Baseline:
-    """Read and validate a baseline; every problem is a :class:`KickError` naming the update command."""
+def read_baseline(path: Path, hint: str = UPDATE_HINT) -> Baseline:
+    """Read and validate a baseline; every problem is a :class:`KickError` naming the update command (``hint``:
+    the command as this run would give it, e.g. with its ``--kick-baselines-dir``)."""
     if not path.is_file():
-        raise KickError(f"no dense baseline at {path}: record it with {UPDATE_HINT}")
+        raise KickError(f"no dense baseline at {path}: record it with {hint}")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise KickError(f"baseline {path} is not valid JSON (truncated?): re-record it with {UPDATE_HINT}") from None
+        raise KickError(f"baseline {path} is not valid JSON (truncated?): re-record it with {hint}") from None
     if not isinstance(document, dict) or document.get("schema") not in READABLE_SCHEMAS:
         found = document.get("schema") if isinstance(document, dict) else None
         raise KickError(
             f"baseline {path} has schema {found!r}, this kick-checks reads schemas "
             f"{', '.join(map(str, READABLE_SCHEMAS))}: "
-            f"re-record it with {UPDATE_HINT}"
+            f"re-record it with {hint}"
         )
     try:
         items = [
@@ -134,7 +135,7 @@ def read_baseline(path: Path) -> Baseline:
             noise=NoiseFloor.from_document(noise, document["items"]) if noise else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise KickError(f"baseline {path} is malformed ({error}): re-record it with {UPDATE_HINT}") from None
+        raise KickError(f"baseline {path} is malformed ({error}): re-record it with {hint}") from None
 
 
 def fingerprint_changes(stored: dict, current: dict, task_fields: tuple[str, ...] = TASK_FIELDS,

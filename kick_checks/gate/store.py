@@ -107,6 +107,8 @@ class BaselineStore:
     def __init__(self, alias: str, directory: Path | None, root: Path, shipped: Path, *, update: bool = False,
                  update_missing: bool = False, sample_update: str = "refuse") -> None:
         self.alias = alias
+        #: The update command this store's messages name, with the user's folder when one was given.
+        self.update_hint = UPDATE_HINT + (f" --kick-baselines-dir {directory}" if directory is not None else "")
         self.write_dir = directory if directory is not None else root / "baselines"
         self.read_dir = self.write_dir if directory is not None or self.write_dir.is_dir() else shipped
         self.update, self.update_missing, self.sample_update = update, update_missing, sample_update
@@ -137,7 +139,7 @@ class BaselineStore:
                 problems += self._refused_sample(key, limit)
                 continue
             try:
-                baseline = read_baseline(self.reading_path(key))
+                baseline = read_baseline(self.reading_path(key), self.update_hint)
             except KickError as error:
                 problems.append(str(error))
                 continue
@@ -179,10 +181,9 @@ class BaselineStore:
                 f"shrink it; rerun without --kick-limit, or pass --kick-update-sample merge (refresh those {new} "
                 f"items in it) or --kick-update-sample replace (write a {new}-item baseline)")
 
-    @staticmethod
-    def _mismatch(path: Path, changes: list[str]) -> str:
+    def _mismatch(self, path: Path, changes: list[str]) -> str:
         return (f"baseline {path} was recorded under other settings ({'; '.join(changes)}): re-record it with "
-                f"{UPDATE_HINT} or run with the recorded settings")
+                f"{self.update_hint} or run with the recorded settings")
 
     # -- after the task ran -------------------------------------------------------------------------------
     def record(self, result: TaskResult, model_fingerprint: dict, environment: dict | None = None,
@@ -224,7 +225,7 @@ class BaselineStore:
     def compare(self, result: TaskResult, model_fingerprint: dict, tolerance: Tolerance, spec_label: str, *,
                 gate: str = "threshold", alpha: float = 0.05) -> Comparison:
         """Compare ``result`` with its dense baseline, which must have been recorded under the same settings."""
-        baseline = read_baseline(self.reading_path(result.task))
+        baseline = read_baseline(self.reading_path(result.task), self.update_hint)
         changes = fingerprint_changes(baseline.fingerprint, baseline_fingerprint(model_fingerprint, result.fingerprint),
                                       dtypes=baseline.dtypes)
         if changes:
@@ -238,7 +239,7 @@ class BaselineStore:
             if self.records(key):
                 continue
             try:
-                environment = read_baseline(self.reading_path(key)).environment
+                environment = read_baseline(self.reading_path(key), self.update_hint).environment
             except KickError:
                 continue
             if environment:
