@@ -15,7 +15,7 @@ from pathlib import Path
 
 import kick_checks
 from compressors import CompressionReport, get_compressor, measure_sparsity
-from compressors.progress import note
+from compressors.progress import note, stage
 from compressors.spec import QUANTIZATION_METHODS, SpecError
 from kick_checks.engine.vllm_backend import session_backend
 from kick_checks.errors import KickError
@@ -213,7 +213,8 @@ class KickSession:
             options = self.task_options(task.data_key())
             loaded = self.loaded
             note(f"evaluating {task_key}")
-            result = task.run(loaded.model, loaded.tokenizer, options)
+            with stage(task_key):
+                result = task.run(loaded.model, loaded.tokenizer, options)
             log.info("%s: %s %.3f on %d items in %.1fs", task_key, result.metric.name, result.score, result.n,
                      result.seconds)
             self._results[task_key] = result
