@@ -115,12 +115,13 @@ def stage(label: str) -> Iterator[None]:
 
 
 def _labelled(description: str) -> str:
-    return ", ".join([*(frame.label for frame in _stages), description]) if _stages else description
+    """``summarization, turn 2: DESCRIPTION``: the stages running now, then what the line or bar counts."""
+    return ": ".join(part for part in (", ".join(frame.label for frame in _stages), description) if part)
 
 
 def _line(body: str, timing: str) -> None:
     _clock["last_line"], _clock["lines"] = _now(), _clock["lines"] + 1
-    emit(f"kick-checks: {_labelled(body) if body else ', '.join(f.label for f in _stages)}, {timing}")
+    emit(f"kick-checks: {_labelled(body)}, {timing}")
 
 
 def tick() -> None:
