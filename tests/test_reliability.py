@@ -54,10 +54,12 @@ def test_calibration_text_shorter_than_a_window(tiny_loaded):
         calibration_tokens(tiny_loaded.tokenizer, 4, 256, 0, text="Too short to calibrate on.")
 
 
-def test_limit_larger_than_the_data(pytester, toy_args):
+def test_a_limit_larger_than_the_data_runs_every_item(pytester, toy_args):
+    """``--kick-limit N`` is at most N items per task: ``[tool.kick] limit = 40`` once stopped every run, because
+    summarization has 32 items."""
     result = pytester.runpytest(*toy_args, "--kick-update-baselines", "--kick-limit", "500")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--kick-limit 500 is larger than the 12 items in*lower it or drop it*"])
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items (new)*"])
 
 
 def test_a_task_with_failed_judgments_fails_instead_of_passing(tiny_model_dir, tmp_path):
