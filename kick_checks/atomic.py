@@ -44,6 +44,16 @@ def current_umask() -> int:
     return mask
 
 
+def with_umask_modes(folder: Path) -> Path:
+    """Give a staging folder and the files in it the modes the umask gives new ones: ``mkdtemp`` makes the folder
+    private (0700) and some writers (safetensors) make their files so, while the cache entry it becomes is not."""
+    mask = current_umask()
+    folder.chmod(0o777 & ~mask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+    return folder
+
+
 def write_text_atomically(path: Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

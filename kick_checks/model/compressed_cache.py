@@ -31,7 +31,7 @@ from filelock import FileLock
 from compressors import CompressionReport
 from compressors.layerwise import compressible_layers
 from compressors.report import LayerSparsity
-from kick_checks.atomic import TEMPORARY_SUFFIX, current_umask, remove_stale_temporaries, temporary_prefix
+from kick_checks.atomic import TEMPORARY_SUFFIX, remove_stale_temporaries, temporary_prefix, with_umask_modes
 from kick_checks.errors import KickWarning
 
 log = logging.getLogger("kick_checks")
@@ -153,7 +153,6 @@ class CompressedCache:
         try:
             staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(self.folder.name), suffix=TEMPORARY_SUFFIX,
                                             dir=self.root))
-            staging.chmod(0o777 & ~current_umask())  # mkdtemp's folder is private; the entry is not
             tensors = {name: layer.weight.detach().cpu().contiguous() for name, layer in compressible_layers(model)}
             save_file(tensors, str(staging / WEIGHTS))
             marker = {
@@ -165,7 +164,7 @@ class CompressedCache:
             (staging / MARKER).write_text(json.dumps(marker, indent=1))
             if self.folder.exists():
                 shutil.rmtree(self.folder)
-            os.replace(staging, self.folder)
+            os.replace(with_umask_modes(staging), self.folder)
         except OSError as error:  # a full disk must not fail the run: the model in memory is fine
             log.warning("could not store the compressed weights in %s (%s); continuing without the cache",
                         self.folder, error)

@@ -26,9 +26,9 @@ from filelock import FileLock
 from compressors.progress import note
 from kick_checks.atomic import (
     TEMPORARY_SUFFIX,
-    current_umask,
     remove_stale_temporaries,
     temporary_prefix,
+    with_umask_modes,
     write_text_atomically,
 )
 from kick_checks.errors import KickError
@@ -291,12 +291,11 @@ def _converted_gguf_dir(ref: ModelRef, cache_dir: Path) -> tuple[Path, str]:
         staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(target.name), suffix=TEMPORARY_SUFFIX,
                                         dir=models_dir))
         try:
-            staging.chmod(0o777 & ~current_umask())  # mkdtemp's folder is private; the cache is not
             _convert_gguf(ref, staging)
             (staging / _CONVERTED_MARKER).write_text(
                 json.dumps({"gguf_file": ref.gguf_file, "gguf_sha256": sha256}, indent=2)
             )
-            os.replace(staging, target)
+            os.replace(with_umask_modes(staging), target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
