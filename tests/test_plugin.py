@@ -218,6 +218,7 @@ def test_compression_is_cached_and_a_damaged_entry_is_rebuilt(pytester, kick_arg
     third = pytester.runpytest(*args)
     third.assert_outcomes(passed=1)
     assert "loaded from the compression cache" not in third.stdout.str()
+    third.stdout.fnmatch_lines(["*KickWarning: compression cache entry*is damaged*: rebuilding it*"])
     other = pytester.runpytest(*[a if a != "0.3" else "0.4" for a in args])  # another spec, another entry
     other.assert_outcomes(passed=1)
     assert len([path for path in (cache / "compressed").iterdir() if path.is_dir()]) == 2
