@@ -35,7 +35,16 @@ _sink: Callable[[str], None] | None = None
 _stages: list[_Stage] = []  # the labels of the work running now, outermost first
 _loops: list[_Lines] = []  # the loops printing plain lines now, outermost first
 _bars: weakref.WeakSet = weakref.WeakSet()  # the tqdm bars drawn now
-_clock = {"began": 0.0, "last_line": 0.0, "last_refresh": 0.0, "lines": 0}
+
+
+class _Clock:
+    """When the running work began, when the last plain line was printed and the bars redrawn; lines so far."""
+
+    began = last_line = last_refresh = 0.0
+    lines = 0
+
+
+_clock = _Clock()
 
 
 def set_line_sink(sink: Callable[[str], None] | None) -> Callable[[str], None] | None:
@@ -84,7 +93,7 @@ def _now() -> float:
 def _begin(now: float) -> None:
     """Work starts: when nothing was running, the interval of plain lines starts from now."""
     if not _stages and not _loops:
-        _clock["began"] = _clock["last_line"] = now
+        _clock.began = _clock.last_line = now
 
 
 def _remove(frames: list, frame: object) -> None:
@@ -120,7 +129,7 @@ def _labelled(description: str) -> str:
 
 
 def _line(body: str, timing: str) -> None:
-    _clock["last_line"], _clock["lines"] = _now(), _clock["lines"] + 1
+    _clock.last_line, _clock.lines = _now(), _clock.lines + 1
     emit(f"kick-checks: {_labelled(body)}, {timing}")
 
 
@@ -128,14 +137,17 @@ def tick() -> None:
     """Look at the clock: print the plain line that is due (every stage and loop running, with their counts), or
     redraw the bars at most every :data:`BAR_REFRESH_S`. Cheap enough to call after every forward pass."""
     now = _now()
-    if _bars:
-        if now - _clock["last_refresh"] >= BAR_REFRESH_S:
-            _clock["last_refresh"] = now
+    if bars_enabled():
+        if now - _clock.last_refresh >= BAR_REFRESH_S:
+            _clock.last_refresh = now
             for bar in list(_bars):
-                bar.refresh()
+                if bar.disable:  # closed
+                    _bars.discard(bar)
+                else:
+                    bar.refresh()
         return
-    if (_stages or _loops) and now - _clock["last_line"] >= LINE_INTERVAL_S and lines_enabled():
-        _line(", ".join(loop.position() for loop in _loops), f"{now - _clock['began']:.0f} s elapsed")
+    if (_stages or _loops) and now - _clock.last_line >= LINE_INTERVAL_S and lines_enabled():
+        _line(", ".join(loop.position() for loop in _loops), f"{now - _clock.began:.0f} s elapsed")
 
 
 @contextmanager
@@ -171,14 +183,14 @@ class _Lines:
     def __enter__(self) -> _Lines:
         self.started = _now()
         _begin(self.started)
-        self.lines_before = _clock["lines"]
+        self.lines_before = _clock.lines
         _loops.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
         outermost = bool(_loops) and _loops[0] is self
         _remove(_loops, self)
-        if outermost and _clock["lines"] > self.lines_before:
+        if outermost and _clock.lines > self.lines_before:
             _line(self.position(), f"done in {_now() - self.started:.0f} s")
 
 
@@ -193,6 +205,8 @@ def _bar(**options):
     from tqdm.auto import tqdm
 
     bar = tqdm(**options, leave=False, dynamic_ncols=True, file=sys.stderr)
+    if not any(not drawn.disable for drawn in _bars):  # the first bar: redraws count from now
+        _clock.last_refresh = _now()
     _bars.add(bar)
     return bar
 

@@ -184,3 +184,15 @@ def test_the_plugin_flushes_each_line_so_a_ci_log_gets_it_at_once():
 
     _terminal_line_sink(Config())("kick-checks: evaluating factoid_qa")
     assert calls == [("write", "kick-checks: evaluating factoid_qa"), ("flush", None)]
+
+
+def test_on_a_terminal_the_bars_are_redrawn_so_their_elapsed_time_moves(lines, monkeypatch, capsys):
+    collected, clock = lines
+    monkeypatch.setenv("KICK_PROGRESS", "1")
+    with stage("summarization"), progress_bar(3, description="generating answers", unit="answer") as bar:
+        capsys.readouterr()
+        clock[0] += 2.0
+        progress_module.tick()
+        drawn = capsys.readouterr().err
+        bar.update(3)
+    assert "summarization: generating answers" in drawn and collected == []
