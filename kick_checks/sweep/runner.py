@@ -72,8 +72,14 @@ def run_point(point: SweepPoint, pytest_args: list[str], folder: str | None, thr
     with scratch_folder() as scratch:
         report = scratch / f"{point.name}.json"
         child = subprocess.Popen(point_command(point, report, pytest_args), stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, cwd=folder or scratch, env=environment)
-        tail = _follow(child, point.name, on_progress)
+                                 stderr=subprocess.STDOUT, text=True, errors="replace", cwd=folder or scratch,
+                                 env=environment)
+        try:
+            tail = _follow(child, point.name, on_progress)
+        except BaseException:  # Ctrl-C: the point stops with the sweep, as under subprocess.run
+            child.kill()
+            child.wait()
+            raise
         text = report.read_text(encoding="utf-8") if report.is_file() else None
     return PointRun(point.name, text, child.returncode, " | ".join(tail), time.perf_counter() - started,
                     socket.gethostname())
@@ -85,9 +91,11 @@ def _follow(child: subprocess.Popen, name: str, on_progress: Callable[[str], Non
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read() -> None:
-        for line in child.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
+        try:
+            for line in child.stdout:
+                lines.put(line.rstrip("\n"))
+        finally:  # the end of the output, however it came
+            lines.put(None)
 
     threading.Thread(target=read, daemon=True).start()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
