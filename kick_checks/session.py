@@ -16,7 +16,7 @@ from pathlib import Path
 
 import kick_checks
 from compressors import CompressionReport, get_compressor, measure_sparsity
-from compressors.progress import note
+from compressors.progress import note, stage
 from compressors.spec import QUANTIZATION_METHODS, SpecError
 from kick_checks.engine.batching import scaled_batch_size
 from kick_checks.engine.vllm_backend import session_backend
@@ -158,6 +158,7 @@ class KickSession:
                             code_hash([step for _, step in steps]))
             cache = CompressedCache(self.settings.cache_dir or default_cache_dir(), self.ref.alias, key)
             report, self.compression_source = cache.compressed_once(loaded.model, compress)
+            self.notes += cache.notes
         else:
             report, self.compression_source = compress(), "compressed"
         self.compression = report
@@ -218,7 +219,8 @@ class KickSession:
             options = self.task_options(task.data_key())
             loaded = self.loaded
             note(f"evaluating {task_key}")
-            result = self._run(task, task_key, loaded, options)
+            with stage(task_key):
+                result = self._run(task, task_key, loaded, options)
             log.info("%s: %s %.3f on %d items in %.1fs", task_key, result.metric.name, result.score, result.n,
                      result.seconds)
             self._results[task_key] = result
@@ -329,9 +331,9 @@ class KickSession:
             loaded = self.loaded if perturbation.dtype is None else self._dense_copy(perturbation.dtype)
             run_options = options if perturbation.batch_factor is None else replace(
                 options, batch_size=scaled_batch_size(options.batch_size, perturbation.batch_factor))
-            with perturbation.applied():
-                perturbed[perturbation] = self._run(task, f"{task_key} ({perturbation.describe()})", loaded,
-                                                    run_options)
+            label = f"{task_key} ({perturbation.describe()})"
+            with perturbation.applied(), stage(f"{task_key}, noise floor {perturbation.describe()}"):
+                perturbed[perturbation] = self._run(task, label, loaded, run_options)
         return build_noise_floor(recorded, perturbed, time.perf_counter() - started)
 
     def _dense_copy(self, dtype: str) -> LoadedModel:

@@ -16,6 +16,40 @@ def test_info_lists_models_tasks_and_shipped_baselines(capsys):
     assert "device: " in out and "baselines shipped" in out
 
 
+def test_info_lists_compressors_tasks_and_plugins_with_their_distribution(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from entry_points import install_entry_point
+
+    from kick_checks.tasks import all_tasks
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    (tmp_path / "pruner").mkdir()
+    (tmp_path / "task").mkdir()
+    install_entry_point(monkeypatch, tmp_path / "pruner", "kick-example-pruner", "kick_checks.compressors",
+                        "row-magnitude = kick_example_pruner:RowMagnitude", examples / "kick-example-pruner")
+    install_entry_point(monkeypatch, tmp_path / "task", "kick-example-task", "kick_checks.tasks",
+                        "answer_preference = kick_example_task:AnswerPreference", examples / "kick-example-task")
+    all_tasks.cache_clear()
+    try:
+        assert main(["info"]) == 0
+    finally:
+        all_tasks.cache_clear()
+    lines = capsys.readouterr().out.splitlines()
+    compressors = next(line for line in lines if line.startswith("compressors: "))
+    assert {"wanda", "sparsegpt", "gptq", "row-magnitude"} <= set(compressors.split(": ")[1].split(", "))
+    assert "answer_preference" in next(line for line in lines if line.startswith("tasks: "))
+    assert "  compressor row-magnitude = kick_example_pruner:RowMagnitude (from kick-example-pruner 0.1.0)" in lines
+    assert "  task answer_preference = kick_example_task:AnswerPreference (from kick-example-task 0.1.0)" in lines
+
+
+def test_sweep_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default magnitude,wanda,sparsegpt;" in text and "(default 0.1,0.2,0.3,0.4,0.5,0.6,0.7)" in text
+
+
 def test_prepare_prints_the_fingerprint(tiny_model_dir, capsys):
     assert main(["prepare", "--model", str(tiny_model_dir), "--dtype", "float32", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

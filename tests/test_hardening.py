@@ -197,3 +197,38 @@ def test_a_kill_during_a_baseline_write_is_cleaned_on_the_next_run(pytester, toy
     assert not leftover.exists()
     result.stdout.fnmatch_lines([f"*removed {leftover}, left by an interrupted baseline write*"])
     assert read_baseline(baseline_file(tmp_path, toy_qa)).n == 12
+
+
+@pytest.fixture
+def umask():
+    """Set the process's umask for a test, and put the previous one back."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_reports_and_baselines_get_the_mode_the_umask_gives(umask, tmp_path, mask):
+    """Written through a temporary file, they were 0600 whatever the umask: unreadable to the rest of a team."""
+    from kick_checks.report.documents import write_reports
+
+    umask(mask)
+    baseline = write_text_atomically(tmp_path / "baselines" / "factoid_qa.json", "{}")
+    written = write_reports({"model": {}, "spec_label": "dense", "tasks": []}, tmp_path / "kick.json",
+                            tmp_path / "kick.md")
+    for path in (baseline, *written):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_a_compressed_cache_entry_gets_the_mode_the_umask_gives(umask, tiny_loaded, tmp_path):
+    import copy
+
+    from compressors.report import measure_sparsity
+    from kick_checks.model.compressed_cache import CompressedCache
+
+    umask(0o022)
+    model = copy.deepcopy(tiny_loaded.model)
+    cache = CompressedCache(tmp_path, "tiny", "k")
+    cache.compressed_once(model, lambda: measure_sparsity(model))
+    assert cache.folder.stat().st_mode & 0o777 == 0o755
+    assert {path.stat().st_mode & 0o777 for path in cache.folder.iterdir()} == {0o644}

@@ -129,3 +129,38 @@ def test_embedded_gguf_is_converted_once_and_cached(model_cache):
     again = load_model(ref, dtype="bfloat16", device="cpu", cache_dir=model_cache)
     assert again.fingerprint == {**first.fingerprint, "dtype": "bfloat16"}
     assert again.model.config.hidden_size == 576 and again.tokenizer.chat_template
+
+
+def test_the_same_gguf_file_at_two_paths_is_converted_once(tiny_model_dir, tmp_path, monkeypatch):
+    """Each virtual environment holds its own copy of the embedded model's GGUF file: the conversion was keyed by
+    the file's path and converted again in every new environment. It is keyed by the content now."""
+    import shutil
+
+    conversions = []
+
+    def convert(ref, staging):  # stands in for transformers' dequantization: the tiny model is "the conversion"
+        conversions.append(ref.location)
+        shutil.copytree(tiny_model_dir, staging, dirs_exist_ok=True)
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    content = b"GGUF" + bytes(range(256)) * 64
+    paths = []
+    for environment in ("venv-a", "venv-b"):
+        path = tmp_path / environment / "site-packages" / "llm_model" / "model.gguf"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(content)
+        paths.append(path)
+    cache = tmp_path / "cache"
+    killed = cache / "models" / ".gguf-0123.999999999-abc123.tmp"  # a conversion that was killed
+    killed.mkdir(parents=True)
+    first, second = (load_model(resolve_model(str(path)), dtype="float32", device="cpu", cache_dir=cache)
+                     for path in paths)
+    assert len(conversions) == 1 and not killed.exists()
+    assert first.fingerprint == second.fingerprint and len(first.fingerprint["sha256"]) == 64
+    (entry,) = [path for path in (cache / "models").iterdir() if path.is_dir()]
+    assert entry.name.startswith(f"gguf-{first.fingerprint['sha256'][:16]}-")  # named by content, not by path
+    identities = [models.model_identity(resolve_model(str(path)), "float32", cache) for path in paths]
+    assert identities[0] == identities[1] and identities[0]["sha256"] == first.fingerprint["sha256"]
+    paths[1].write_bytes(content + b"\x00")  # another file at a known path: another entry
+    load_model(resolve_model(str(paths[1])), dtype="float32", device="cpu", cache_dir=cache)
+    assert len(conversions) == 2

@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -217,6 +218,7 @@ def test_compression_is_cached_and_a_damaged_entry_is_rebuilt(pytester, kick_arg
     third = pytester.runpytest(*args)
     third.assert_outcomes(passed=1)
     assert "loaded from the compression cache" not in third.stdout.str()
+    third.stdout.fnmatch_lines(["*KickWarning: compression cache entry*is damaged*: rebuilding it*"])
     other = pytester.runpytest(*[a if a != "0.3" else "0.4" for a in args])  # another spec, another entry
     other.assert_outcomes(passed=1)
     assert len([path for path in (cache / "compressed").iterdir() if path.is_dir()]) == 2
@@ -291,3 +293,32 @@ def test_xdist_workers_inherit_sleeping_idle_threads(monkeypatch):
     environ["OMP_WAIT_POLICY"] = "ACTIVE"
     _quiet_idle_threads(Config("auto"))  # the user's own choice stands
     assert environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_users_kick_check_of_a_task_the_suite_checks_gives_one_outcome_and_one_write(
+        pytester, kick_args, tmp_path, monkeypatch):
+    """A user's own ``kick_check("factoid_qa")`` beside the installed suite's test of it: the task is evaluated once,
+    so it is one line in the summary, one entry in each report and one baseline write."""
+    import kick_checks.gate.store as store
+    import tests_kick
+
+    writes = []
+    original = store.write_baseline
+    monkeypatch.setattr(store, "write_baseline", lambda *args, **kwargs: writes.append(args) or original(*args,
+                                                                                                           **kwargs))
+    mine = pytester.makepyfile(test_mine="""
+        import pytest
+
+        @pytest.mark.kick
+        def test_my_factoid_gate(kick_check):
+            assert kick_check("factoid_qa").verdict == "recorded"
+    """)
+    report, summary = tmp_path / "kick.json", tmp_path / "kick.md"
+    suite = str(Path(tests_kick.__file__).parent)
+    result = pytester.runpytest(str(mine), suite, *kick_args, "--kick-update-baselines", "--kick-json", str(report),
+                                "--kick-markdown", str(summary))
+    result.assert_outcomes(passed=2)
+    assert result.stdout.str().count("factoid_qa: recorded dense") == 1
+    assert [task["task"] for task in json.loads(report.read_text())["tasks"]] == ["factoid_qa"]
+    assert summary.read_text().count("| factoid_qa |") == 1
+    assert len(writes) == 1

@@ -54,10 +54,12 @@ def test_calibration_text_shorter_than_a_window(tiny_loaded):
         calibration_tokens(tiny_loaded.tokenizer, 4, 256, 0, text="Too short to calibrate on.")
 
 
-def test_limit_larger_than_the_data(pytester, toy_args):
+def test_a_limit_larger_than_the_data_runs_every_item(pytester, toy_args):
+    """``--kick-limit N`` is at most N items per task: ``[tool.kick] limit = 40`` once stopped every run, because
+    summarization has 32 items."""
     result = pytester.runpytest(*toy_args, "--kick-update-baselines", "--kick-limit", "500")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--kick-limit 500 is larger than the 12 items in*lower it or drop it*"])
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items (new)*"])
 
 
 def test_a_task_with_failed_judgments_fails_instead_of_passing(tiny_model_dir, tmp_path):
@@ -150,3 +152,42 @@ def test_the_compression_cache_key_covers_the_shared_compressor_code(tmp_path):
                                            "class Mine(LayerwisePruner):\n    needs_calibration = False\n")
     assert code_hash([Mine()]) != before
     assert code_hash([GPTQ()]) != code_hash([Mine()])
+
+
+def test_a_staging_folder_left_by_a_killed_cache_write_is_removed_and_reported(tiny_loaded, tmp_path):
+    """A kill during the write left a hidden folder the size of the model that no later run removed."""
+    import copy
+    import os
+
+    from compressors.report import measure_sparsity
+    from kick_checks.model.compressed_cache import CompressedCache
+
+    root = tmp_path / "compressed"
+    killed = root / ".tiny-k.999999999-abc123.tmp"  # its writer is gone
+    writing = root / f".tiny-other.{os.getpid()}-def456.tmp"  # a live writer's: kept
+    for folder in (killed, writing):
+        folder.mkdir(parents=True)
+        (folder / "weights.safetensors").write_bytes(b"\x00" * 1024)
+    model = copy.deepcopy(tiny_loaded.model)
+    cache = CompressedCache(tmp_path, "tiny", "k")
+    assert cache.compressed_once(model, lambda: measure_sparsity(model))[1] == "compressed"
+    assert not killed.exists() and writing.exists()
+    assert cache.notes == [f"removed {killed}, left by an interrupted write of the compressed-weights cache"]
+    assert not [path for path in root.iterdir() if path.name.startswith(".tiny-k.")]  # its own staging renamed
+
+
+def test_a_damaged_cache_entry_is_a_warning_pytest_shows(tiny_loaded, tmp_path):
+    """The warning went to the logging module only, which pytest shows for failed tests alone."""
+    import copy
+
+    from compressors.report import measure_sparsity
+    from kick_checks.errors import KickWarning
+    from kick_checks.model.compressed_cache import CompressedCache
+
+    model = copy.deepcopy(tiny_loaded.model)
+    cache = CompressedCache(tmp_path, "tiny", "k")
+    cache.compressed_once(model, lambda: measure_sparsity(model))
+    weights = cache.folder / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.warns(KickWarning, match=r"compression cache entry .*tiny-k is damaged \(.*\): rebuilding it"):
+        assert cache.compressed_once(model, lambda: measure_sparsity(model))[1] == "compressed"

@@ -1,6 +1,7 @@
 """kick sweep and kick report on the toy model: one run per configuration, tables from the JSON reports."""
 
 import json
+import os
 import re
 
 import pytest
@@ -47,3 +48,42 @@ def test_markdown_table_formats_changes():
                                   {"task": "perplexity", "verdict": "recorded"}]}])
     assert markdown_table(rows).splitlines()[2] == (
         "| wanda | 30% | unstructured |  | factoid_qa | 0.500 | 0.400 | -20.0% | fail |")
+
+
+def test_a_point_relays_its_progress_and_speaks_up_when_silent(tmp_path, monkeypatch):
+    """``kick sweep`` printed nothing until its first point ended (3 minutes): the point's own progress lines now
+    come through as they are printed, and a line of ours when it is silent for an interval."""
+    import sys
+
+    import compressors.progress as progress_module
+    from kick_checks.sweep import runner
+
+    child = ("import time; print('collecting ...'); print('kick-checks: evaluating factoid_qa'); time.sleep(1.5); "
+             "print('1 passed')")
+    monkeypatch.setattr(runner, "point_command", lambda point, report, args: [sys.executable, "-c", child])
+    monkeypatch.setattr(progress_module, "LINE_INTERVAL_S", 0.5)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    heard: list[str] = []
+    run = runner.run_point(SweepPoint("magnitude", 0.5), [], None, on_progress=heard.append)
+    assert heard[0] == "magnitude-s50: evaluating factoid_qa"
+    assert any(re.fullmatch(r"magnitude-s50: running, \d+ s elapsed", line) for line in heard[1:])
+    assert run.report is None and run.returncode == 0 and run.tail == "collecting ... | kick-checks: evaluating " \
+        "factoid_qa | 1 passed"
+    assert list(tmp_path.iterdir()) == []  # the scratch folder goes with the point
+
+
+def test_the_scratch_folder_of_a_killed_sweep_is_removed_by_the_next(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from kick_checks.sweep import runner
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    killed = tmp_path / ".kick-sweep.999999999-abc123.tmp"  # its process is gone
+    live = tmp_path / f".kick-sweep.{os.getpid()}-def456.tmp"
+    other = tmp_path / ".something-else.999999999-ghi789.tmp"  # another program's: not ours to remove
+    for folder in (killed, live, other):
+        folder.mkdir()
+    monkeypatch.setattr(runner, "point_command", lambda point, report, args: [sys.executable, "-c", "pass"])
+    runner.run_point(SweepPoint("magnitude", 0.5), [], None)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([live.name, other.name])
+    assert f"removed {killed}, left by a kick sweep that was killed" in capsys.readouterr().err

@@ -274,17 +274,18 @@ def read_table(path: Path, split: str, expected: str) -> list[dict]:
 
 
 def sample_rows(rows: list, limit: int | None, seed: int = 0, source: str = "the task data") -> list:
-    """``limit`` rows chosen at random with ``seed``, in their original order (all rows when ``limit`` is None).
+    """``limit`` rows chosen at random with ``seed``, in their original order (all rows when ``limit`` is None or
+    at least their number: ``--kick-limit`` is at most N items per task, and one ``[tool.kick] limit`` serves
+    tasks of 32 and of 240 items).
 
     A random sample rather than the first rows, because benchmark files are sorted (MMLU by subject, MT-bench by
     category) and a prefix would measure one corner; the fixed seed keeps the dense baseline and the compressed
     run on the same items, and the original order keeps prompts and reports stable.
     """
-    if limit is None:
+    if limit is not None and limit < 1:
+        raise KickError(f"--kick-limit {limit} is not a positive count of items of {source}: give at least 1, or "
+                        "drop it")
+    if limit is None or limit >= len(rows):
         return list(rows)
-    if limit < 1:
-        raise KickError(f"--kick-limit {limit} is not a positive count: give at least 1, or drop it")
-    if limit > len(rows):
-        raise KickError(f"--kick-limit {limit} is larger than the {len(rows)} items in {source}: lower it or drop it")
     chosen = sorted(random.Random(seed).sample(range(len(rows)), limit))
     return [rows[index] for index in chosen]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from compressors.progress import progress, progress_bar
+from compressors.progress import progress, progress_bar, ticking
 from kick_checks.engine.continuous_batching import ENGINE as CONTINUOUS_ENGINE
 from kick_checks.engine.continuous_batching import continuous_greedy, plain_cache_for
 from kick_checks.errors import KickError, NonFiniteOutput
@@ -60,8 +60,9 @@ def greedy_generate(
     if not prompts:
         return []
     if generation_engine(model) == STATIC_ENGINE:
-        return _static_batches(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
-                               batch_size=batch_size, add_special_tokens=add_special_tokens)
+        with ticking(model):  # one batch's generate can run for minutes
+            return _static_batches(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
+                                   batch_size=batch_size, add_special_tokens=add_special_tokens)
     token_lists = [tokenizer(prompt, add_special_tokens=add_special_tokens).input_ids for prompt in prompts]
 
     def reached_stop(tokens: list[int]) -> bool:
@@ -69,7 +70,7 @@ def greedy_generate(
         return any(marker in text for marker in stop)
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with progress_bar(len(prompts), description=f"generating {len(prompts)} answers", unit="answer") as bar:
+    with progress_bar(len(prompts), description="generating answers", unit="answer") as bar, ticking(model):
         try:
             generated = continuous_greedy(
                 model, token_lists, batch_size=batch_size, max_new_tokens=max_new_tokens, pad_token_id=pad,
@@ -92,7 +93,7 @@ def _static_batches(model, tokenizer, prompts, *, max_new_tokens, stop, batch_si
     outputs: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
     starts = range(0, len(order), batch_size)
-    for start in progress(starts, description=f"generating {len(prompts)} answers", unit="batch"):
+    for start in progress(starts, description="generating answers", unit="batch"):
         indices = order[start : start + batch_size]
         encoded = tokenizer(
             [prompts[index] for index in indices],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from compressors.progress import progress
+from compressors.progress import progress, ticking
 from kick_checks.engine.grouped_attention import grouped_decoding
 from kick_checks.engine.kv_cache import cache_keyword, returned_cache
 from kick_checks.errors import NonFiniteOutput
@@ -86,14 +86,14 @@ def continuation_likelihoods(
         rows_of.setdefault(number, []).append(row)
 
     logprobs: list[float] = [0.0] * len(rows)
-    with torch.no_grad(), grouped_decoding(model):
+    with torch.no_grad(), grouped_decoding(model), ticking(model):
         if start_ids:
             prefix_out = model(torch.tensor([start_ids], device=device), use_cache=True)
             prefix_cache, prefix_last = returned_cache(prefix_out), prefix_out.logits[0, -1].float()
         else:
             prefix_cache, prefix_last = None, None
         starts = range(0, len(contexts), batch_size)
-        for start in progress(starts, description=f"scoring {len(rows)} options", unit="batch"):
+        for start in progress(starts, description="scoring options", unit="batch"):
             numbers = list(range(start, min(start + batch_size, len(contexts))))
             cache, mask, last = _run_contexts(model, [contexts[n] for n in numbers], len(start_ids), prefix_cache,
                                               prefix_last, device)

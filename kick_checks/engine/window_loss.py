@@ -26,6 +26,7 @@ import math
 
 import torch
 
+from compressors.progress import progress
 from kick_checks.errors import NonFiniteOutput
 
 #: Positions whose logits are held at once: 2,048 x 49,152 float32 values = 400 MB, what the labels= path holds
@@ -56,7 +57,7 @@ def window_losses(model, windows: list[torch.Tensor], slice_positions: int = SLI
     split = _split_model(model)
     losses = []
     with torch.no_grad():
-        for window in windows:
+        for window in progress(windows, description="scoring windows", unit="window"):
             ids = window[None, :].to(device)
             if split is None:
                 losses.append(model(input_ids=ids, labels=ids).loss.float().item())

@@ -6,7 +6,10 @@ hash, dtype), the spec (method, sparsity, pattern, bits, calibration settings), 
 source of the compressor code. A file lock makes one process compress while the others wait and then load.
 
 An entry is written to a staging folder and renamed into place, and its weights are checked against the hash
-in its marker before use, so a run killed mid-write or a damaged file is detected and rebuilt, never used.
+in its marker before use, so a run killed mid-write or a damaged file is detected and rebuilt, never used. A
+staging folder is named after its writer's process id (``.ENTRY.<pid>-<random>.tmp``): the one a killed run
+leaves behind, the size of the model's weights, is removed by the next run that uses the cache, which says so.
+A damaged entry is a :class:`~kick_checks.errors.KickWarning`, which pytest shows in its warnings summary.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +31,8 @@ from filelock import FileLock
 from compressors import CompressionReport
 from compressors.layerwise import compressible_layers
 from compressors.report import LayerSparsity
+from kick_checks.atomic import TEMPORARY_SUFFIX, remove_stale_temporaries, temporary_prefix, with_umask_modes
+from kick_checks.errors import KickWarning
 
 log = logging.getLogger("kick_checks")
 MARKER = "kick-compressed.json"
@@ -92,6 +98,7 @@ class CompressedCache:
         self.root = Path(cache_dir) / "compressed"
         self.folder = self.root / f"{alias}-{key}"
         self.key = key
+        self.notes: list[str] = []  # for the run's summary: staging folders of killed runs that were removed
 
     def compressed_once(
         self, model: torch.nn.Module, compress: Callable[[], CompressionReport]
@@ -99,6 +106,8 @@ class CompressedCache:
         """Load the entry into ``model`` if a valid one exists; otherwise compress and store it (under a lock).
         Returns the report and ``"loaded"`` or ``"compressed"``."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.notes = [f"removed {path}, left by an interrupted write of the compressed-weights cache"
+                      for path in remove_stale_temporaries(self.root)]
         with FileLock(str(self.folder) + ".lock"):
             report = self._load(model)
             if report is not None:
@@ -129,7 +138,8 @@ class CompressedCache:
                     layer.weight.copy_(tensors[name].to(layer.weight.device, layer.weight.dtype))
             report = _report_from(document["report"])
         except (ValueError, KeyError, TypeError, OSError) as error:
-            log.warning("compression cache entry %s is damaged (%s): rebuilding it", self.folder, error)
+            warnings.warn(KickWarning(f"compression cache entry {self.folder} is damaged ({error}): rebuilding it"),
+                          stacklevel=2)
             shutil.rmtree(self.folder, ignore_errors=True)
             return None
         log.info("worker %s loaded the compressed weights from %s (compressed by %s)", worker_name(), self.folder,
@@ -141,7 +151,8 @@ class CompressedCache:
 
         staging: Path | None = None
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}-", dir=self.root))
+            staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(self.folder.name), suffix=TEMPORARY_SUFFIX,
+                                            dir=self.root))
             tensors = {name: layer.weight.detach().cpu().contiguous() for name, layer in compressible_layers(model)}
             save_file(tensors, str(staging / WEIGHTS))
             marker = {
@@ -153,7 +164,7 @@ class CompressedCache:
             (staging / MARKER).write_text(json.dumps(marker, indent=1))
             if self.folder.exists():
                 shutil.rmtree(self.folder)
-            os.replace(staging, self.folder)
+            os.replace(with_umask_modes(staging), self.folder)
         except OSError as error:  # a full disk must not fail the run: the model in memory is fine
             log.warning("could not store the compressed weights in %s (%s); continuing without the cache",
                         self.folder, error)

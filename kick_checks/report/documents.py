@@ -76,10 +76,12 @@ def markdown_summary(document: dict) -> str:
 
 
 def merged_document(documents: list[dict]) -> dict:
-    """One document from several xdist workers' documents: same run, tasks split between them."""
+    """One document from several xdist workers' documents: same run, tasks split between them (a task that
+    two workers checked, the suite's test on one and a user's ``kick_check`` on the other, appears once: the
+    first worker's)."""
     merged = dict(documents[0])
-    merged["tasks"] = sorted((task for document in documents for task in document["tasks"]),
-                             key=lambda task: task["task"])
+    by_task = {task["task"]: task for document in reversed(documents) for task in document["tasks"]}
+    merged["tasks"] = sorted(by_task.values(), key=lambda task: task["task"])  # a task two workers checked: once
     merged["compression"] = next((d["compression"] for d in documents if d.get("compression")), None)
     merged["model"] = max((d["model"] for d in documents), key=len)
     for key in EXPERIMENT_KEYS:

@@ -44,6 +44,17 @@ def read_worker_output(workeroutput: dict) -> dict | None:
     return json.loads(summary) if summary else None
 
 
+def worker_notes(summaries: list[dict]) -> list[str]:
+    """The notes of every process, once each: a note every worker made (the same stale file removed) as it is, one
+    that differs between workers (each worker's own ``measured:`` line) labelled with the worker that made it."""
+    shared = set.intersection(*(set(summary.get("notes", [])) for summary in summaries))
+    lines: dict[str, None] = {}
+    for summary in summaries:
+        for note in summary.get("notes", []):
+            lines[note if note in shared or len(summaries) == 1 else f"[{summary['worker']}] {note}"] = None
+    return list(lines)
+
+
 def write_summary(terminalreporter, summaries: list[dict], json_path: Path | None,
                   markdown_path: Path | None) -> None:
     """The kick-checks section: model and compression, one line per task, and the reports written."""
@@ -56,11 +67,10 @@ def write_summary(terminalreporter, summaries: list[dict], json_path: Path | Non
         if summary["compression"]:
             prefix = f"[{summary['worker']}] " if len(summaries) > 1 else ""
             terminalreporter.write_line(prefix + summary["compression"])
-    for note in dict.fromkeys(note for summary in summaries for note in summary.get("notes", [])):
+    for note in worker_notes(summaries):
         terminalreporter.write_line(note)
-    outcomes = sorted((outcome for summary in summaries for outcome in summary["outcomes"]),
-                      key=lambda outcome: outcome["task"])
-    for outcome in outcomes:
+    outcomes = {outcome["task"]: outcome for summary in reversed(summaries) for outcome in summary["outcomes"]}
+    for outcome in sorted(outcomes.values(), key=lambda outcome: outcome["task"]):
         verdict = outcome["verdict"]
         terminalreporter.write_line(outcome["line"], red=verdict == "fail", green=verdict == "pass")
     if json_path or markdown_path:

@@ -11,18 +11,29 @@ parent (:mod:`kick_checks.sweep.child`): a killed worker leaves no orphan evalua
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compressors import progress
+from kick_checks.atomic import TEMPORARY_SUFFIX, remove_stale_temporaries, temporary_prefix
 from kick_checks.sweep.plan import SweepPoint
 
 #: Lines of a failed point's output kept for its failure message.
 TAIL_LINES = 3
+#: How the child's progress lines begin (:mod:`compressors.progress`).
+PROGRESS_PREFIX = "kick-checks: "
+#: What the scratch folders of sweep points are called (``.kick-sweep.<pid>-<random>.tmp``).
+SCRATCH_NAME = "kick-sweep"
 
 
 @dataclass
@@ -45,20 +56,78 @@ def point_command(point: SweepPoint, report: Path, pytest_args: list[str]) -> li
             "no:cacheprovider", *point.options(), "--kick-json", str(report), *pytest_args]
 
 
-def run_point(point: SweepPoint, pytest_args: list[str], folder: str | None, threads: int | None = None) -> PointRun:
+def run_point(point: SweepPoint, pytest_args: list[str], folder: str | None, threads: int | None = None,
+              on_progress: Callable[[str], None] | None = None) -> PointRun:
     """Run ``point`` here, in ``folder`` (where pytest finds the project's ``[tool.kick]``; a scratch folder when
-    None), with ``threads`` OpenMP threads when given (one point per CPU share on a Ray node)."""
+    None), with ``threads`` OpenMP threads when given (one point per CPU share on a Ray node). ``on_progress``
+    hears the child's progress lines as they come, and a line of its own after every
+    :data:`~compressors.progress.LINE_INTERVAL_S` the child was silent, so a point of minutes never goes quiet."""
     started = time.perf_counter()
     environment = dict(os.environ)
     if threads:
         environment["OMP_NUM_THREADS"] = str(threads)
-    with tempfile.TemporaryDirectory(prefix="kick-sweep-") as scratch:
-        report = Path(scratch) / f"{point.name}.json"
-        done = subprocess.run(point_command(point, report, pytest_args), capture_output=True, text=True,
-                              cwd=folder or scratch, env=environment)
+    environment["PYTHONUNBUFFERED"] = "1"  # each line reaches the pipe when printed, not at the end
+    if environment.get("KICK_PROGRESS", "").strip() not in ("", "0", "false", "no"):
+        del environment["KICK_PROGRESS"]  # bars forced on would go into the pipe; plain lines come instead
+    with scratch_folder() as scratch:
+        report = scratch / f"{point.name}.json"
+        child = subprocess.Popen(point_command(point, report, pytest_args), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, errors="replace", cwd=folder or scratch,
+                                 env=environment)
+        try:
+            tail = _follow(child, point.name, on_progress)
+        except BaseException:  # Ctrl-C: the point stops with the sweep, as under subprocess.run
+            child.kill()
+            child.wait()
+            raise
         text = report.read_text(encoding="utf-8") if report.is_file() else None
-    tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-TAIL_LINES:])
-    return PointRun(point.name, text, done.returncode, tail, time.perf_counter() - started, socket.gethostname())
+    return PointRun(point.name, text, child.returncode, " | ".join(tail), time.perf_counter() - started,
+                    socket.gethostname())
+
+
+def _follow(child: subprocess.Popen, name: str, on_progress: Callable[[str], None] | None) -> list[str]:
+    """Read the child's output until it exits: its progress lines go to ``on_progress`` (named by the point), and
+    a silence of an interval gets a line saying the point still runs. Returns its last :data:`TAIL_LINES`."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for line in child.stdout:
+                lines.put(line.rstrip("\n"))
+        finally:  # the end of the output, however it came
+            lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    started = last = time.perf_counter()
+    while True:
+        try:
+            line = lines.get(timeout=max(last + progress.LINE_INTERVAL_S - time.perf_counter(), 0.0))
+        except queue.Empty:
+            last = time.perf_counter()
+            if on_progress is not None:
+                on_progress(f"{name}: running, {last - started:.0f} s elapsed")
+            continue
+        if line is None:
+            break
+        if line.strip():
+            tail.append(line.strip())
+        if on_progress is not None and line.startswith(PROGRESS_PREFIX):
+            last = time.perf_counter()
+            on_progress(f"{name}: {line[len(PROGRESS_PREFIX):]}")
+    child.wait()
+    return list(tail)
+
+
+@contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A folder for the child's report in the system's temporary folder, removed after the point; one that a killed
+    sweep left behind (its process id is in the name, and that process is gone) is removed first."""
+    temporary = Path(tempfile.gettempdir())
+    for path in remove_stale_temporaries(temporary, SCRATCH_NAME, stale_after_s=None):
+        print(f"kick sweep: removed {path}, left by a kick sweep that was killed", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix=temporary_prefix(SCRATCH_NAME), suffix=TEMPORARY_SUFFIX) as scratch:
+        yield Path(scratch)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 
+from compressors.progress import stage
 from kick_checks.datasets import mt_bench
 from kick_checks.judge.prompts import turns_messages
 from kick_checks.tasks.chat import ChatDecoding, JudgeTally, chat_replies
@@ -93,7 +94,8 @@ class InstructionFollowing(Task):
             active = [index for index, row in enumerate(rows) if turn < len(row["turns"])]
             for index in active:
                 histories[index].append({"role": "user", "content": rows[index]["turns"][turn]})
-            replies = chat_replies(model, tokenizer, [histories[index] for index in active], decoding, backend)
+            with stage(f"turn {turn + 1} of {turns}"):
+                replies = chat_replies(model, tokenizer, [histories[index] for index in active], decoding, backend)
             for index, reply in zip(active, replies):
                 histories[index].append({"role": "assistant", "content": reply})
                 answers[index].append(reply)

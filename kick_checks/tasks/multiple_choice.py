@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from compressors.progress import progress
 from kick_checks.datasets import mmlu
 from kick_checks.datasets.common import kick_jsonl_reader, resolve_data_source
 from kick_checks.engine.batching import choose_batch_size
@@ -171,7 +172,7 @@ class MultipleChoice(Task):
                 f"{', ...' if len(fewer) > 5 else ''}): {source} lacks their dev examples, or they do not fit the "
                 "context; the shots used are in the fingerprint"), stacklevel=2)
         backend = options.evaluation_backend()
-        for group in groups:
+        for group in progress(groups, description="subjects", unit="subject"):  # MMLU has 57
             longest = max((request.context + request.continuation for request in group.requests), key=len)
             batch_size = choose_batch_size(options.batch_size, self.batch_size, model,
                                            len(tokenizer(group.prefix + longest).input_ids), all_logits=True)
