@@ -148,6 +148,29 @@ def test_freebaseqa_tab_groups_the_answers_of_one_question(tmp_path):
     kick_error("line 1 has 3 tab-separated fields, not 8", load_freebaseqa, short)
 
 
+def test_freebaseqa_questions_lose_their_spreadsheet_quoting(tmp_path):
+    """The pre-release files keep CSV quoting (wrapped, inner quotes doubled); the model must see the plain text."""
+    txt = tmp_path / "FreebaseQA-dev.txt"
+    txt.write_text(
+        '"Which actor starred in ""Hud"" in 1963?" | paul newman \n'
+        '"""Tosca"" is an opera by whom?" | puccini \n'
+        '"Tosca" is an opera by whom? | puccini \n'
+        '"Tosca" and "Turandot" are operas by whom? | puccini \n'
+        '"Who wrote ""A Dance to the Music of Time"?" | anthony powell \n',
+        encoding="utf-8",
+    )
+    assert [row["question"] for row in load_freebaseqa(txt)] == [
+        'Which actor starred in "Hud" in 1963?',
+        '"Tosca" is an opera by whom?',
+        '"Tosca" and "Turandot" are operas by whom?',
+        'Who wrote "A Dance to the Music of Time"?',
+    ]
+    tab = tmp_path / "FreebaseQA-dev.tab"
+    fields = ["Hud", "hud", "m.01", "film.film.starring", "film.performance.actor", "m.02", "paul newman"]
+    tab.write_text("\t".join([*fields, '"Which actor starred in ""Hud"" in 1963?"']) + "\n", encoding="utf-8")
+    assert load_freebaseqa(tab)[0]["question"] == 'Which actor starred in "Hud" in 1963?'
+
+
 def test_freebaseqa_bad_inputs(tmp_path):
     as_csv = tmp_path / "FreebaseQA-dev.json"
     as_csv.write_text("question,answer\nWhich composer wrote Tosca?,puccini\n", encoding="utf-8")
@@ -746,6 +769,9 @@ def test_real_freebaseqa_txt(shared_data):
     assert all(row["answers"] for row in rows)
     oxford = next(row for row in rows if row["question"].startswith("Playwright Alan Bennett"))
     assert oxford["answers"] == ["oxford university", "university of oxford"]
+    assert not [row["question"] for row in rows if '""' in row["question"]]
+    assert any(row["question"].startswith('Alan Longmuir, Derek Longmuir, Eric Faulkner, Stuart "Woody" Wood')
+               for row in rows)
 
 
 def test_real_freebaseqa_tab(shared_data):
@@ -755,6 +781,7 @@ def test_real_freebaseqa_tab(shared_data):
     by_question = {row["question"]: row["answers"] for row in rows}
     tosca = [answers for question, answers in by_question.items() if "10 Things I Hate About You" in question]
     assert tosca and any("taming of the shrew" in answer.lower() for answer in tosca[0])
+    assert not [question for question in by_question if '""' in question]
 
 
 def test_real_wikitext2(shared_data):
