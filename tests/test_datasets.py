@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -683,6 +684,22 @@ def test_dispatcher_bad_inputs(tmp_path):
     second_bad = [{"id": "f1", "question": "Q?", "answers": ["a"]}, {"id": "f2", "question": "Q?"}]
     own = write_jsonl(tmp_path / "f.jsonl", second_bad)
     kick_error("row 1 lacks 'answers': expected our factoid_qa JSON lines", load_task_data, "factoid_qa", str(own))
+
+
+def test_an_empty_data_file_says_it_is_empty_and_names_our_schema(tmp_path):
+    """An empty file is not a malformed FreebaseQA document, and a file that is not JSON may have been meant as our
+    JSON lines: both messages name our schema beside the published formats."""
+    for name, content in (("empty.jsonl", ""), ("blank.json", " \n\n")):
+        file = tmp_path / name
+        file.write_text(content, encoding="utf-8")
+        expected = (f"--kick-data factoid_qa={file} is empty: give our factoid_qa JSON lines with the keys id, "
+                    "question, answers; or the FreebaseQA v1.0 JSON")
+        message = kick_error(re.escape(expected), load_task_data, "factoid_qa", str(file))
+        assert "not JSON" not in message
+    garbage = tmp_path / "questions.jsonl"
+    garbage.write_text("Which composer wrote Tosca? puccini\n", encoding="utf-8")
+    message = kick_error("is not JSON: expected the FreebaseQA v1.0 JSON", load_task_data, "factoid_qa", str(garbage))
+    assert message.endswith("; factoid_qa also reads our factoid_qa JSON lines with the keys id, question, answers")
 
 
 # ---------------------------------------------------------------------------------------------------------------
