@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compressors import canonical_method
 from compressors.spec import CompressionSpec, SpecError, build_spec, positive_int
 from kick_checks.engine.batching import parse_batch_size
 from kick_checks.errors import KickError
@@ -207,9 +208,12 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
     """Combine raw option values (``None`` when not given) with ``[tool.kick]`` config (already read)."""
     values = OptionValues(options, modernize_config(config, "the given config"))
     pick = values.pick
+    spec_options = {name: pick(name) for name in _SPEC_OPTIONS}
+    if spec_options["method"] is not None:
+        # one method, one name: a plug-in given by its import path is recorded under its entry-point name
+        spec_options["method"] = canonical_method(str(spec_options["method"]).strip())
     try:
-        spec = build_spec(**{name: pick(name) for name in _SPEC_OPTIONS},
-                          symmetric=None if pick("asym") is None else not pick("asym"))
+        spec = build_spec(**spec_options, symmetric=None if pick("asym") is None else not pick("asym"))
     except SpecError as error:
         raise KickError(str(error)) from None
     update, update_missing = bool(options.get("update_baselines")), bool(options.get("update_missing"))
