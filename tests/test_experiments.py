@@ -44,7 +44,9 @@ def test_old_sweep_reports_load_with_what_they_lack_said(tmp_path):
     assert run.tasks["perplexity"].metric.higher_is_better is False
     (dense,) = [e for e in store.experiments if e.is_dense]
     assert run.parent_id == dense.id and len(dense.tasks["multiple_choice"].items) == 240
-    assert not dense.tasks["factoid_qa"].items and "no baseline" in dense.tasks["factoid_qa"].note
+    assert not dense.tasks["factoid_qa"].items
+    note = dense.tasks["factoid_qa"].note  # why the sweep's dense 0.520 is not the shipped baseline's 0.540
+    assert "smollm2-135m/factoid_qa.json (0.540 on 239 items) was recorded under other settings (decoding:" in note
 
 
 def test_new_reports_link_prune_then_quantize_to_the_pruned_run(tmp_path, dense):

@@ -273,7 +273,12 @@ def _baseline_candidates(run: Experiment, task: TaskRecord, given: list[Path], f
     return candidates
 
 
-def _matching_baseline(run: Experiment, task: TaskRecord, candidates: list[Path], cache: dict) -> Baseline | None:
+def _matching_baseline(run: Experiment, task: TaskRecord, candidates: list[Path],
+                       cache: dict) -> tuple[Baseline | None, str]:
+    """The first candidate baseline recorded under the run's settings, else None and why the first readable one
+    was not used (its score, items and what differs), so a dense score that differs from the shipped baseline's
+    says where the difference comes from."""
+    mismatch = ""
     for path in candidates:
         if path not in cache:
             try:
@@ -281,10 +286,14 @@ def _matching_baseline(run: Experiment, task: TaskRecord, candidates: list[Path]
             except KickError:
                 cache[path] = None
         baseline = cache[path]
-        if baseline is not None and not fingerprint_changes(baseline.fingerprint,
-                                                            {"model": run.model, **task.fingerprint}):
-            return baseline
-    return None
+        if baseline is None:
+            continue
+        changes = fingerprint_changes(baseline.fingerprint, {"model": run.model, **task.fingerprint})
+        if not changes:
+            return baseline, ""
+        mismatch = mismatch or (f"the baseline {baseline.path} ({baseline.score:.3f} on {len(baseline.items)} items) "
+                                f"was recorded under other settings ({'; '.join(changes)})")
+    return None, mismatch
 
 
 def _add_dense_parents(store: Store, given: list[Path], folders: list[Path]) -> None:
@@ -307,7 +316,8 @@ def _add_dense_parents(store: Store, given: list[Path], folders: list[Path]) -> 
             for name, task in run.tasks.items():
                 if name in dense.tasks and dense.tasks[name].items:
                     continue
-                baseline = _matching_baseline(run, task, _baseline_candidates(run, task, given, folders), cache)
+                baseline, mismatch = _matching_baseline(run, task, _baseline_candidates(run, task, given, folders),
+                                                        cache)
                 if baseline is not None:
                     entries = [{"id": item.id, "score": item.score, "prediction": item.prediction,
                                 "category": item.category} for item in baseline.items]
@@ -317,8 +327,8 @@ def _add_dense_parents(store: Store, given: list[Path], folders: list[Path]) -> 
                 elif name not in dense.tasks:
                     dense.tasks[name] = TaskRecord(
                         name, task.metric, {}, task.fingerprint, task.gate.get("dense"), task.tags,
-                        note="no baseline with this run's fingerprint was found (pass --baselines DIR): only the "
-                             "runs' own comparisons with dense are known")
+                        note=(mismatch or "no baseline with this run's fingerprint was found (pass --baselines DIR)")
+                        + ": only the runs' own comparisons with dense are known")
 
 
 def _link_parents(store: Store) -> None:
