@@ -84,13 +84,53 @@ def get_compressor(method: str) -> Compressor:
     )
 
 
-def _import_compressor(path: str) -> Compressor:
+def _import_target(path: str):
     module_name, _, attribute = path.partition(":")
     try:
-        target = getattr(importlib.import_module(module_name), attribute)
+        return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise SpecError(f"--kick-method {path!r} cannot be imported ({error}): check the module path") from None
-    return _instantiate(target, repr(path))
+
+
+def _import_compressor(path: str) -> Compressor:
+    return _instantiate(_import_target(path), repr(path))
+
+
+def canonical_method(method: str) -> str:
+    """The one name of the compressor that ``method`` denotes, however it was spelt.
+
+    A plug-in can be named by its entry point (``row-magnitude``) or by its import path
+    (``kick_example_pruner:RowMagnitude``, or a re-export of it); reports, caches and ``kick compare`` key runs by
+    the method, so two spellings of one function must not count as two methods. The registered or entry-point
+    name wins (the name users see in ``available_methods``); a callable no name points at is its defining
+    ``module:qualname``. A method that cannot be resolved is returned as given: ``get_compressor`` reports it.
+    """
+    _load_builtins()
+    if method in _REGISTRY:
+        return method
+    try:
+        target = _entry_point(method) or (_import_target(method) if ":" in method else None)
+    except SpecError:
+        return method
+    if target is None:
+        return method
+    registered = [name for name, factory in _REGISTRY.items() if factory is target]
+    if registered:
+        return registered[0]
+    for entry in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda entry: entry.name):
+        try:
+            if entry.load() is target:
+                return entry.name
+        except Exception:  # noqa: BLE001 - a broken plug-in is reported when it is used, not here
+            continue
+    qualname = getattr(target, "__qualname__", None)
+    defined_at = f"{getattr(target, '__module__', '')}:{qualname}"
+    if qualname is None or "<" in qualname:
+        return method
+    try:
+        return defined_at if _import_target(defined_at) is target else method
+    except SpecError:
+        return method
 
 
 _BUILTIN_MODULES = (

@@ -138,7 +138,8 @@ def kick_session(request: pytest.FixtureRequest) -> KickSession:
         try:
             config.stash[_SESSION] = KickSession(config.stash[_SETTINGS], config.stash[_ROOT])
         except KickError as error:
-            pytest.fail(str(error), pytrace=False)
+            # ``from None``: the error is the message; chained, pytest would print it twice around "During handling"
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
     return config.stash[_SESSION]
 
 
@@ -157,7 +158,7 @@ def kick_check(kick_session: KickSession, request: pytest.FixtureRequest):
         except TaskSkipped as reason:
             pytest.skip(str(reason))
         except KickError as error:
-            pytest.fail(str(error), pytrace=False)
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
         request.node.user_properties.extend(outcome.junit_properties())
         if not outcome.passed:
             pytest.fail(outcome.failure_message(), pytrace=False)

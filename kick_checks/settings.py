@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compressors import canonical_method
 from compressors.spec import CompressionSpec, SpecError, build_spec, positive_int
 from kick_checks.engine.batching import parse_batch_size
 from kick_checks.errors import KickError
@@ -62,13 +63,40 @@ def _task_key(key: str, where: str) -> str:
     return check_task_key(key.strip(), where)
 
 
+def _dotted_keys(table: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """``(key, value)`` pairs of a TOML table with its sub-tables joined back into dotted keys.
+
+    TOML reads an unquoted ``retrieval_qa.closed_book = 0.2`` as the table ``{"retrieval_qa": {"closed_book": 0.2}}``;
+    joined back, the key is the task the user wrote, and a misspelt one is reported as an unknown task rather than
+    as a tolerance of an unknown kind.
+    """
+    pairs: list[tuple[str, object]] = []
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        pairs.extend(_dotted_keys(value, f"{dotted}.") if isinstance(value, dict) else [(dotted, value)])
+    return pairs
+
+
+def _toml_task_key(task: str, value: object, split: bool) -> str:
+    """A ``[tool.kick] tolerances`` key checked as a task; one that TOML ``split`` into tables and that names no
+    task also says how TOML reads an unquoted dot, since that is the likely slip."""
+    try:
+        return _task_key(task, "[tool.kick] tolerances")
+    except KickError as error:
+        if not split:
+            raise
+        raise KickError(f"{error} (TOML splits an unquoted dotted key into tables: quote the task as one key, e.g. "
+                        f'"retrieval_qa.closed_book" = {value})') from None
+
+
 def parse_tolerances(option_values: list[str], config: dict) -> tuple[Tolerance, dict[str, Tolerance]]:
     """The default tolerance and per-task ones, from config then ``--kick-tolerance [TASK=]VALUE`` options."""
     default = Tolerance.parse(config.get("tolerance", DEFAULT_TOLERANCE), "[tool.kick] tolerance")
-    per_task = {
-        _task_key(str(task), "[tool.kick] tolerances"): Tolerance.parse(value, f"[tool.kick] tolerances.{task}")
-        for task, value in config.get("tolerances", {}).items()
-    }
+    per_task = {}
+    tolerances = config.get("tolerances", {})
+    for task, value in _dotted_keys(tolerances):
+        key = _toml_task_key(task, value, split=task not in tolerances)
+        per_task[key] = Tolerance.parse(value, f"[tool.kick] tolerances.{task}")
     for entry in option_values or []:
         if "=" in entry:
             task, _, value = entry.partition("=")
@@ -182,9 +210,12 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
     """Combine raw option values (``None`` when not given) with ``[tool.kick]`` config (already read)."""
     values = OptionValues(options, modernize_config(config, "the given config"))
     pick = values.pick
+    spec_options = {name: pick(name) for name in _SPEC_OPTIONS}
+    if spec_options["method"] is not None:
+        # one method, one name: a plug-in given by its import path is recorded under its entry-point name
+        spec_options["method"] = canonical_method(str(spec_options["method"]).strip())
     try:
-        spec = build_spec(**{name: pick(name) for name in _SPEC_OPTIONS},
-                          symmetric=None if pick("asym") is None else not pick("asym"))
+        spec = build_spec(**spec_options, symmetric=None if pick("asym") is None else not pick("asym"))
     except SpecError as error:
         raise KickError(str(error)) from None
     update, update_missing = bool(options.get("update_baselines")), bool(options.get("update_missing"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -146,6 +147,29 @@ def test_freebaseqa_tab_groups_the_answers_of_one_question(tmp_path):
     short = tmp_path / "short.tab"
     short.write_text("Tosca\tpuccini\tWho wrote Tosca?\n", encoding="utf-8")
     kick_error("line 1 has 3 tab-separated fields, not 8", load_freebaseqa, short)
+
+
+def test_freebaseqa_questions_lose_their_spreadsheet_quoting(tmp_path):
+    """The pre-release files keep CSV quoting (wrapped, inner quotes doubled); the model must see the plain text."""
+    txt = tmp_path / "FreebaseQA-dev.txt"
+    txt.write_text(
+        '"Which actor starred in ""Hud"" in 1963?" | paul newman \n'
+        '"""Tosca"" is an opera by whom?" | puccini \n'
+        '"Tosca" is an opera by whom? | puccini \n'
+        '"Tosca" and "Turandot" are operas by whom? | puccini \n'
+        '"Who wrote ""A Dance to the Music of Time"?" | anthony powell \n',
+        encoding="utf-8",
+    )
+    assert [row["question"] for row in load_freebaseqa(txt)] == [
+        'Which actor starred in "Hud" in 1963?',
+        '"Tosca" is an opera by whom?',
+        '"Tosca" and "Turandot" are operas by whom?',
+        'Who wrote "A Dance to the Music of Time"?',
+    ]
+    tab = tmp_path / "FreebaseQA-dev.tab"
+    fields = ["Hud", "hud", "m.01", "film.film.starring", "film.performance.actor", "m.02", "paul newman"]
+    tab.write_text("\t".join([*fields, '"Which actor starred in ""Hud"" in 1963?"']) + "\n", encoding="utf-8")
+    assert load_freebaseqa(tab)[0]["question"] == 'Which actor starred in "Hud" in 1963?'
 
 
 def test_freebaseqa_bad_inputs(tmp_path):
@@ -662,6 +686,22 @@ def test_dispatcher_bad_inputs(tmp_path):
     kick_error("row 1 lacks 'answers': expected our factoid_qa JSON lines", load_task_data, "factoid_qa", str(own))
 
 
+def test_an_empty_data_file_says_it_is_empty_and_names_our_schema(tmp_path):
+    """An empty file is not a malformed FreebaseQA document, and a file that is not JSON may have been meant as our
+    JSON lines: both messages name our schema beside the published formats."""
+    for name, content in (("empty.jsonl", ""), ("blank.json", " \n\n")):
+        file = tmp_path / name
+        file.write_text(content, encoding="utf-8")
+        expected = (f"--kick-data factoid_qa={file} is empty: give our factoid_qa JSON lines with the keys id, "
+                    "question, answers; or the FreebaseQA v1.0 JSON")
+        message = kick_error(re.escape(expected), load_task_data, "factoid_qa", str(file))
+        assert "not JSON" not in message
+    garbage = tmp_path / "questions.jsonl"
+    garbage.write_text("Which composer wrote Tosca? puccini\n", encoding="utf-8")
+    message = kick_error("is not JSON: expected the FreebaseQA v1.0 JSON", load_task_data, "factoid_qa", str(garbage))
+    assert message.endswith("; factoid_qa also reads our factoid_qa JSON lines with the keys id, question, answers")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # sample_rows
 
@@ -745,6 +785,9 @@ def test_real_freebaseqa_txt(shared_data):
     assert all(row["answers"] for row in rows)
     oxford = next(row for row in rows if row["question"].startswith("Playwright Alan Bennett"))
     assert oxford["answers"] == ["oxford university", "university of oxford"]
+    assert not [row["question"] for row in rows if '""' in row["question"]]
+    assert any(row["question"].startswith('Alan Longmuir, Derek Longmuir, Eric Faulkner, Stuart "Woody" Wood')
+               for row in rows)
 
 
 def test_real_freebaseqa_tab(shared_data):
@@ -754,6 +797,7 @@ def test_real_freebaseqa_tab(shared_data):
     by_question = {row["question"]: row["answers"] for row in rows}
     tosca = [answers for question, answers in by_question.items() if "10 Things I Hate About You" in question]
     assert tosca and any("taming of the shrew" in answer.lower() for answer in tosca[0])
+    assert not [question for question in by_question if '""' in question]
 
 
 def test_real_wikitext2(shared_data):

@@ -97,8 +97,47 @@ def test_a_local_model_with_a_broken_config_says_what_is_wrong_with_it(tiny_mode
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_model_dir, broken)
     (broken / "config.json").write_text(config)
-    message = one_line_error(load_model, resolve_model(str(broken)), dtype="float32", device="cpu")
+    message = one_line_error(resolve_model, str(broken))
     assert expected in message and "hub" not in message
+
+
+def tiny_model_args(model_dir: Path, tmp_path: Path) -> list[str]:
+    """``pytest -m kick`` arguments for factoid QA on ``model_dir``, a one-question data file, no baseline yet."""
+    data = tmp_path / "questions.jsonl"
+    data.write_text(json.dumps({"id": "q0", "question": "What is the capital of Italy?", "answers": ["Rome"]}) + "\n")
+    return ["-m", "kick", "-k", "factoid", "-p", "no:cacheprovider", "--kick-model", str(model_dir),
+            "--kick-dtype", "float32", "--kick-device", "cpu", "--kick-data", f"factoid_qa={data}",
+            "--kick-baselines-dir", str(tmp_path / "baselines"), "--kick-cache-dir", str(tmp_path / "cache")]
+
+
+def test_a_broken_config_is_the_first_line_at_session_start_not_a_missing_baseline(pytester, tiny_model_dir,
+                                                                                  tmp_path):
+    """Without a baseline, the run used to say "no dense baseline ... record it"; recording then met the config."""
+    import shutil
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "config.json").write_text('{"hidden_size": 8}')
+    for extra in ([], ["--kick-update-baselines"]):
+        result = pytester.runpytest(*tiny_model_args(broken, tmp_path), *extra)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: --kick-model {broken}: {broken}/config.json has no model_type*"])
+        assert "no dense baseline" not in result.stderr.str() + result.stdout.str()
+        assert "kick-checks: loading" not in result.stdout.str()
+
+
+def test_a_model_that_fails_to_load_in_a_test_is_said_once(pytester, tiny_model_dir, tmp_path):
+    """A KickError raised while a test runs is its failure message, printed once, not twice around pytest's
+    "During handling of the above exception"."""
+    import shutil
+
+    damaged = tmp_path / "damaged-model"
+    shutil.copytree(tiny_model_dir, damaged)
+    (damaged / "model.safetensors").write_bytes(b"not safetensors")
+    result = pytester.runpytest(*tiny_model_args(damaged, tmp_path), "--kick-update-baselines")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert output.count(f"cannot load model '{damaged}'") == 1 and "During handling" not in output
 
 
 # -- baselines: checked before any model work ---------------------------------------------------------------------

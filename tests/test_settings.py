@@ -83,3 +83,18 @@ def test_tool_kick_table_is_checked(tmp_path):
     assert "must be a whole number" in error_for("[tool.kick]\ncalib_samples = true\n")
     assert "is not valid TOML" in error_for("[tool.kick\n")
     assert read_tool_config(tmp_path / "missing.toml") == {}
+
+
+def test_an_unquoted_dotted_tolerance_key_is_read_as_the_task_it_spells(tmp_path):
+    """TOML turns ``retrieval_qa.closedbook = 0.2`` into a sub-table; the error must name the task, not a kind."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.kick]\ntolerances = { retrieval_qa.closedbook = 0.2 }\n")
+    message = error_of(parse_tolerances, [], read_tool_config(pyproject))
+    assert message.startswith("[tool.kick] tolerances: 'retrieval_qa.closedbook' is not a task: use one of ")
+    assert message.endswith('quote the task as one key, e.g. "retrieval_qa.closed_book" = 0.2)')
+    assert "unknown kind" not in message
+    pyproject.write_text("[tool.kick]\ntolerances = { retrieval_qa.closed_book = 0.2, factoid_qa = 0.1 }\n")
+    assert parse_tolerances([], read_tool_config(pyproject))[1] == {
+        "retrieval_qa.closed_book": Tolerance(0.2), "factoid_qa": Tolerance(0.1)}
+    quoted = error_of(parse_tolerances, [], {"tolerances": {"retrieval_qa.closedbook": 0.2}})
+    assert "is not a task" in quoted and "TOML" not in quoted

@@ -30,7 +30,7 @@ def test_sweep_then_report_on_the_toy_model(toy_sweep_options, tmp_path, capsys)
     assert "sweep" not in printed.err  # no bar when nobody watches (captured output)
     rows = json.loads((out / "sweep.json").read_text())
     assert [(row["sparsity"], row["verdict"]) for row in rows] == [(0.1, "pass"), (0.9, "fail")]
-    assert "| magnitude | 90% | unstructured |  | factoid_qa | 1.000 |" in (out / "sweep.md").read_text()
+    assert "| magnitude | 90% | unstructured |  | factoid_qa | 12 | 1.000 |" in (out / "sweep.md").read_text()
     (out / "sweep.md").unlink()
     assert main(["report", str(out)]) == 0 and (out / "sweep.md").is_file()
     assert "wrote" in capsys.readouterr().out
@@ -44,10 +44,11 @@ def test_report_of_an_empty_folder_says_what_to_do(tmp_path, capsys):
 def test_markdown_table_formats_changes():
     rows = sweep_rows([{"spec": {"method": "wanda", "sparsity": 0.3, "pattern": "unstructured", "bits": None},
                         "tasks": [{"task": "factoid_qa", "metric": "exact_match", "dense": 0.5, "compressed": 0.4,
-                                   "relative_loss": 0.2, "verdict": "fail"},
+                                   "relative_loss": 0.2, "verdict": "fail", "n": 100},
                                   {"task": "perplexity", "verdict": "recorded"}]}])
-    assert markdown_table(rows).splitlines()[2] == (
-        "| wanda | 30% | unstructured |  | factoid_qa | 0.500 | 0.400 | -20.0% | fail |")
+    table = markdown_table(rows).splitlines()
+    assert table[0].startswith("n: the items each point was scored on")
+    assert table[4] == "| wanda | 30% | unstructured |  | factoid_qa | 100 | 0.500 | 0.400 | -20.0% | fail |"
 
 
 def test_a_point_relays_its_progress_and_speaks_up_when_silent(tmp_path, monkeypatch):

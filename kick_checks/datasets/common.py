@@ -119,6 +119,22 @@ def existing_path(path: str | Path, expected: str) -> Path:
     return resolved
 
 
+def is_blank_file(path: Path) -> bool:
+    """Whether ``path`` is a file holding nothing but white space, read in chunks so a large file stops early.
+
+    An empty file is in every format and none: without this check the last reader a task tries (often a format
+    that accepts any file) reports it as malformed in that format, which sends the user looking for a syntax
+    error in a file that is simply empty.
+    """
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
 def field_of(row: object, key: str, where: str, expected: str):
     """``row[key]``, or a KickError saying which key is missing, so a wrong file fails on its first bad row."""
     if not isinstance(row, dict) or key not in row:

@@ -72,15 +72,30 @@ def _load_freebaseqa_txt(file: Path) -> list[dict]:
     for number, line in enumerate(read_text(file, FREEBASEQA_FORMAT).split("\n"), start=1):
         if not line.strip():
             continue
-        question, bar, answer = line.rpartition("|")
-        if not bar or not question.strip() or not answer.strip():
+        raw_question, bar, answer = line.rpartition("|")
+        question = unquote_spreadsheet(raw_question.strip())
+        if not bar or not question or not answer.strip():
             raise KickError(f"{file} line {number} is not 'question | answer': expected {FREEBASEQA_FORMAT}")
-        answers_by_question.setdefault(question.strip(), []).append(answer)
+        answers_by_question.setdefault(question, []).append(answer)
     rows = [
         {"id": f"{file.stem}-{index}", "question": question, "answers": unique_strings(answers)}
         for index, (question, answers) in enumerate(answers_by_question.items())
     ]
     return nonempty(rows, file, FREEBASEQA_FORMAT)
+
+
+def unquote_spreadsheet(field: str) -> str:
+    """A field as a spreadsheet saved it, back to its text: ``"Who starred in ""Hud""?"`` is ``Who starred in "Hud"?``.
+
+    The pre-release files passed through a spreadsheet, which wrapped every question holding a double quote in
+    quotes and doubled the quotes inside (CSV quoting); the published JSON has the plain text, and a model asked the
+    quoted form sees a question nobody wrote. A field counts as quoted when it is wholly wrapped and holds a doubled
+    quote, so a question that starts and ends with quoted titles (``"Tosca" or "Aida"``) stays as it is, and the one
+    dev line whose closing pair lost a quote (``""A Dance to the Music of Time"?"``) is still unquoted.
+    """
+    if len(field) < 2 or not (field.startswith('"') and field.endswith('"')) or '""' not in field[1:-1]:
+        return field
+    return field[1:-1].replace('""', '"').strip()
 
 
 #: The pre-release ``.tab`` file's fields, one Freebase match a line.
@@ -101,9 +116,10 @@ def _load_freebaseqa_tab(file: Path) -> list[dict]:
             raise KickError(f"{file} line {number} has {len(fields)} tab-separated fields, not {len(TAB_FIELDS)}: "
                             f"expected {FREEBASEQA_FORMAT}")
         record = dict(zip(TAB_FIELDS, fields))
-        if not record["question"].strip() or not record["answer"].strip():
+        question = unquote_spreadsheet(record["question"].strip())
+        if not question or not record["answer"].strip():
             raise KickError(f"{file} line {number} has an empty question or answer: expected {FREEBASEQA_FORMAT}")
-        answers_by_question.setdefault(record["question"].strip(), []).append(record["answer"])
+        answers_by_question.setdefault(question, []).append(record["answer"])
     rows = [
         {"id": f"{file.stem}-{index}", "question": question, "answers": unique_strings(answers)}
         for index, (question, answers) in enumerate(answers_by_question.items())

@@ -8,10 +8,13 @@ page re-draws them from its data when the user picks other axes or runs. The pri
 4.8 MB, so a dashboard weighs about 5 MB whatever it holds (the data of the 31 committed sweep runs adds 0.4 MB).
 The table, provenance tree and item diff are plain HTML written by the page's script.
 
-What the page shows: the sortable, filterable table (method, bits, sparsity, free text), the provenance tree
-(model -> dense -> runs -> runs derived from them), the trade-off chart (any task's score against stored size or
-measured throughput, Pareto front marked), the pick-two item diff (lost and gained items with their texts), and
-the per-block divergence chart. Its state lives in the URL's ``#`` part, so a link can point at one comparison.
+What the page shows: the sortable, filterable table (method, bits, sparsity, free text; every task score with the
+n it rests on, marked when that is under 50 items, and the task columns first so they stay in view), the
+provenance tree (model -> dense -> runs -> runs derived from them), the trade-off chart (any task's score against
+stored size or measured throughput, Pareto front marked), the pick-two item diff (lost and gained items with their
+texts), and the per-block divergence chart; a method keeps one colour in both charts. A dense parent made from its
+runs shows the score their gates compared with, on their sample, and says which stored baseline differs and why.
+Its state lives in the URL's ``#`` part, so a link can point at one comparison.
 """
 
 from __future__ import annotations
@@ -52,19 +55,34 @@ def _efficiency(experiment: Experiment) -> dict:
     }
 
 
+def _dense_on_the_runs_sample(dense: Experiment, task: str, store: Store) -> dict:
+    """The dense node's score as its runs' gates compared it: on the items the runs answered (a ``--kick-limit``
+    sample is fewer than the baseline's), against the baseline they ran with (perhaps an older one than the
+    store's). Its ``n`` and note say so, because this score can differ from the shipped baseline's."""
+    gates = [run.tasks[task].gate for run in store.runs() if run.model_key == dense.model_key and task in run.tasks]
+    gates = [gate for gate in gates if gate.get("dense") is not None]
+    if not gates:
+        return {}
+    first = gates[0]
+    scores = sorted({round(gate["dense"], 3) for gate in gates})
+    spread = "" if len(scores) == 1 else f"; the runs' gates disagree: {', '.join(f'{s:.3f}' for s in scores)}"
+    where = dense.tasks[task].note
+    return {"score": first["dense"], "n": first.get("n"),
+            "note": f"dense as the runs' own gates compared it, on the {first.get('n', '?')} items they answered"
+                    f"{spread}" + (f"; {where}" if where else "")}
+
+
 def _row(experiment: Experiment, store: Store) -> dict:
     spec = experiment.spec or {}
     divergence = experiment.divergence or {}
     dense = next((e for e in store.experiments if e.is_dense and e.model_key == experiment.model_key), None)
     tasks = {}
     for name, task in experiment.tasks.items():
-        score = task.score
-        if experiment.is_dense and experiment.path is None:  # the dense node: its score on the runs' sample
-            score = next((run.tasks[name].gate["dense"] for run in store.runs()
-                          if run.model_key == experiment.model_key and name in run.tasks
-                          and run.tasks[name].gate.get("dense") is not None), score)
-        tasks[name] = {"score": score, "verdict": task.gate.get("verdict"), "n": len(task.items) or task.gate.get("n"),
-                       "relative_loss": task.gate.get("relative_loss")}
+        entry = {"score": task.score, "verdict": task.gate.get("verdict"), "n": len(task.items) or task.gate.get("n"),
+                 "relative_loss": task.gate.get("relative_loss"), "note": task.note}
+        if experiment.is_dense and experiment.path is None:
+            entry.update(_dense_on_the_runs_sample(experiment, name, store))
+        tasks[name] = entry
     return {
         "id": experiment.id, "label": experiment.label, "model": experiment.model_label,
         "model_key": json.dumps(experiment.model_key), "dense": experiment.is_dense,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import lru_cache
 
-from compressors import get_compressor
+from compressors import canonical_method, get_compressor
 from compressors.spec import DEFAULT_SEQUENTIAL, CompressionSpec
 
 #: Report keys this package adds; under pytest-xdist the first worker's measurement is kept.
@@ -43,11 +43,19 @@ def _calibrates(method: str) -> bool:
         return True
 
 
+@lru_cache(maxsize=64)
+def method_identity(method: str) -> str:
+    """The canonical name of a method as a report recorded it: reports written before names were canonical may
+    hold a plug-in's import path where newer ones hold its entry-point name, and both are one method."""
+    return canonical_method(method)
+
+
 def spec_key(spec: dict | None) -> tuple:
     """A hashable key of a spec as reports store it (``None`` or an all-default dense spec: the dense model)."""
     if not spec or (not spec.get("sparsity") and spec.get("bits") is None):
         return ("dense",)
     fields = dict(spec)
+    fields["method"] = method_identity(str(fields.get("method")))
     fields.setdefault("sequential", DEFAULT_SEQUENTIAL)
     if fields.get("bits") is None:
         for name in _QUANTIZATION_FIELDS:

@@ -11,7 +11,8 @@ per-layer zero counts they do record (marked as derived), and item texts are fil
 hash matches (:mod:`.texts`). For every model identity the store adds its dense parent: a dense run in the store if
 there is one, else a node made from the dense baselines whose fingerprint matches the runs' (the report's own
 baseline path, then ``baselines_dirs``); items of a baseline recorded under other settings are not used. A file
-that is not valid JSON is one line in :attr:`Store.problems`; the others still load.
+that is not valid JSON, or valid JSON that is not a report, is one line in :attr:`Store.problems`; the others still
+load.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Experiment:
 class Store:
     experiments: list[Experiment]
     problems: list[str] = field(default_factory=list)  # one line per file that could not be read
-    ignored: int = 0  # JSON files that are neither reports nor baselines (a sweep's table, say)
+    ignored: int = 0  # sweep tables (sweep.json), passed over without a line; any other JSON is a problem
 
     def get(self, experiment_id: str) -> Experiment:
         for experiment in self.experiments:
@@ -213,6 +214,24 @@ def _ids(files: list[Path]) -> dict[Path, str]:
         depth += 1
 
 
+def _is_sweep_table(file: Path, document: object) -> bool:
+    """``kick sweep``'s own ``sweep.json`` (one row per configuration and task): it sits in every sweep folder and
+    repeats what the reports beside it hold, so it is passed over without a line."""
+    return file.name == "sweep.json" and isinstance(document, list) and all(
+        isinstance(row, dict) and "task" in row and "verdict" in row for row in document)
+
+
+def _shape(document: object) -> str:
+    """What a JSON document that is not a report holds, so the user can tell which file it is."""
+    if isinstance(document, dict):
+        keys = list(document)
+        return "an object with the keys " + ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "") if keys \
+            else "an empty object"
+    if isinstance(document, list):
+        return f"a list of {len(document)} entries"
+    return f"the single value {json.dumps(document)[:40]}"
+
+
 def load_store(paths: list[Path], baselines_dirs: list[Path] = ()) -> Store:
     """Read every report under ``paths`` (files, folders, sweep points); baselines given there or found for the
     runs become the dense parents' items."""
@@ -225,8 +244,10 @@ def load_store(paths: list[Path], baselines_dirs: list[Path] = ()) -> Store:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             problems.append(f"{file}: not readable as JSON ({type(error).__name__}: {error}); left out")
             continue
-        if not isinstance(document, dict):
+        if _is_sweep_table(file, document):
             ignored += 1
+        elif not isinstance(document, dict):
+            problems.append(f"{file}: valid JSON but not a kick report ({_shape(document)}); left out")
         elif "schema" in document and "items" in document and "task" in document:
             baselines[str(file)] = file
         elif "tasks" in document and "spec" in document:
@@ -236,7 +257,8 @@ def load_store(paths: list[Path], baselines_dirs: list[Path] = ()) -> Store:
                 problems.append(f"{file}: not a kick report this version reads ({type(error).__name__}: {error}); "
                                 "left out")
         else:
-            ignored += 1
+            problems.append(f"{file}: valid JSON but not a kick report ({_shape(document)}, not 'tasks' and "
+                            "'spec'); left out")
     store = Store(experiments, problems, ignored)
     _add_dense_parents(store, [*baselines.values()], [Path(folder) for folder in baselines_dirs])
     _link_parents(store)
@@ -251,7 +273,12 @@ def _baseline_candidates(run: Experiment, task: TaskRecord, given: list[Path], f
     return candidates
 
 
-def _matching_baseline(run: Experiment, task: TaskRecord, candidates: list[Path], cache: dict) -> Baseline | None:
+def _matching_baseline(run: Experiment, task: TaskRecord, candidates: list[Path],
+                       cache: dict) -> tuple[Baseline | None, str]:
+    """The first candidate baseline recorded under the run's settings, else None and why the first readable one
+    was not used (its score, items and what differs), so a dense score that differs from the shipped baseline's
+    says where the difference comes from."""
+    mismatch = ""
     for path in candidates:
         if path not in cache:
             try:
@@ -259,10 +286,14 @@ def _matching_baseline(run: Experiment, task: TaskRecord, candidates: list[Path]
             except KickError:
                 cache[path] = None
         baseline = cache[path]
-        if baseline is not None and not fingerprint_changes(baseline.fingerprint,
-                                                            {"model": run.model, **task.fingerprint}):
-            return baseline
-    return None
+        if baseline is None:
+            continue
+        changes = fingerprint_changes(baseline.fingerprint, {"model": run.model, **task.fingerprint})
+        if not changes:
+            return baseline, ""
+        mismatch = mismatch or (f"the baseline {baseline.path} ({baseline.score:.3f} on {len(baseline.items)} items) "
+                                f"was recorded under other settings ({'; '.join(changes)})")
+    return None, mismatch
 
 
 def _add_dense_parents(store: Store, given: list[Path], folders: list[Path]) -> None:
@@ -285,7 +316,8 @@ def _add_dense_parents(store: Store, given: list[Path], folders: list[Path]) -> 
             for name, task in run.tasks.items():
                 if name in dense.tasks and dense.tasks[name].items:
                     continue
-                baseline = _matching_baseline(run, task, _baseline_candidates(run, task, given, folders), cache)
+                baseline, mismatch = _matching_baseline(run, task, _baseline_candidates(run, task, given, folders),
+                                                        cache)
                 if baseline is not None:
                     entries = [{"id": item.id, "score": item.score, "prediction": item.prediction,
                                 "category": item.category} for item in baseline.items]
@@ -295,8 +327,8 @@ def _add_dense_parents(store: Store, given: list[Path], folders: list[Path]) -> 
                 elif name not in dense.tasks:
                     dense.tasks[name] = TaskRecord(
                         name, task.metric, {}, task.fingerprint, task.gate.get("dense"), task.tags,
-                        note="no baseline with this run's fingerprint was found (pass --baselines DIR): only the "
-                             "runs' own comparisons with dense are known")
+                        note=(mismatch or "no baseline with this run's fingerprint was found (pass --baselines DIR)")
+                        + ": only the runs' own comparisons with dense are known")
 
 
 def _link_parents(store: Store) -> None:

@@ -88,6 +88,28 @@ def baseline_alias(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip().rstrip("/").replace("/", "--")).strip("-") or "model"
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _check_local_config(folder: Path) -> None:
+    """A saved model's ``config.json`` must be a JSON object that names its architecture.
+
+    Checked when the model is resolved, at session start: a broken config otherwise surfaces first as a missing
+    baseline (the store is checked before the model loads), and the advice to record one leads to this error.
+    """
+    config = folder / "config.json"
+    try:
+        document = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise KickError(f"--kick-model {folder}: {config} is not valid JSON ({_first_line(error)}): fix it, or save "
+                        "the model again with save_pretrained") from None
+    if not isinstance(document, dict) or "model_type" not in document:
+        raise KickError(f"--kick-model {folder}: {config} has no model_type, so transformers cannot tell the "
+                        "architecture: save the model again with save_pretrained")
+
+
 def resolve_model(name: str | None) -> ModelRef:
     """Decide what ``--kick-model`` names, without loading anything. Raises :class:`KickError` on bad input."""
     name = (name or DEFAULT_MODEL).strip()
@@ -122,6 +144,7 @@ def resolve_model(name: str | None) -> ModelRef:
                 f"--kick-model {name}: the directory has no config.json; point it at a saved Hugging Face "
                 "model (save_pretrained output) or a .gguf file"
             )
+        _check_local_config(path)
         return ModelRef(baseline_alias(path.resolve().name), "local", str(path.resolve()))
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
     if looks_like_path or "/" not in name:
@@ -319,24 +342,6 @@ def model_identity(ref: ModelRef, dtype: str, cache_dir: Path | None = None) -> 
     return identity
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _check_local_config(folder: Path) -> None:
-    """A saved model's ``config.json`` must be a JSON object that names its architecture."""
-    config = folder / "config.json"
-    try:
-        document = json.loads(config.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise KickError(f"--kick-model {folder}: {config} is not valid JSON ({_first_line(error)}): fix it, or save "
-                        "the model again with save_pretrained") from None
-    if not isinstance(document, dict) or "model_type" not in document:
-        raise KickError(f"--kick-model {folder}: {config} has no model_type, so transformers cannot tell the "
-                        "architecture: save the model again with save_pretrained") from None
-
-
 def load_model(
     ref: ModelRef,
     *,
@@ -346,6 +351,7 @@ def load_model(
 ) -> LoadedModel:
     """Load the model and tokenizer, ready for left-padded batched generation. Every failure to read the model
     is a one-line :class:`KickError` that says what is wrong with which file."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cache_dir = cache_dir or default_cache_dir()
@@ -363,7 +369,6 @@ def load_model(
         fingerprint.update(name=ref.gguf_file, sha256=sha256)
     elif ref.kind == "local":
         location = ref.location
-        _check_local_config(Path(location))
         fingerprint.update(name=Path(ref.location).name, sha256=_sampled_directory_hash(Path(location)))
     else:
         location = ref.location
@@ -372,7 +377,7 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(location)
         placement = {"device_map": "auto"} if device == DEVICE_MAP else {}
         model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype], **placement)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, SafetensorError) as error:
         hint = ("check the id, and that the Hugging Face hub is reachable (HF_HUB_OFFLINE=1 needs a local copy)"
                 if ref.kind == "hub" else f"check the model and tokenizer files in {location}")
         raise KickError(f"cannot load model {ref.location!r} ({_first_line(error)}): {hint}") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kick_checks.atomic import write_text_atomically
 from kick_checks.errors import KickError
+from kick_checks.experiments.record import method_identity
 
 OPTIONS_FILE = "sweep-options.json"
 
@@ -50,8 +51,10 @@ class SweepPoint:
         return asdict(self)
 
     def matches(self, spec: dict) -> bool:
-        """Whether a report's ``spec`` is this point's compression."""
-        if spec.get("method") != self.method or (spec.get("bits") or None) != (self.bits or None):
+        """Whether a report's ``spec`` is this point's compression (its method under either spelling: reports
+        record the canonical name, the sweep may be given a plug-in's import path)."""
+        same_method = method_identity(str(spec.get("method"))) == method_identity(self.method)
+        if not same_method or (spec.get("bits") or None) != (self.bits or None):
             return False
         if self.pattern:
             return spec.get("pattern") == self.pattern

@@ -49,7 +49,8 @@ def sweep_rows(documents: list[dict]) -> list[dict]:
                 continue
             rows.append({
                 "method": spec["method"], "sparsity": spec["sparsity"], "pattern": spec["pattern"],
-                "bits": spec.get("bits"), "task": task["task"], "metric": task["metric"], "dense": task["dense"],
+                "bits": spec.get("bits"), "task": task["task"], "metric": task["metric"], "n": task.get("n"),
+                "dense": task["dense"],
                 "compressed": task["compressed"], "relative_loss": task["relative_loss"], "verdict": task["verdict"],
                 "tags": list(task_tags(task)), "higher_is_better": task.get("higher_is_better", True),
             })
@@ -57,13 +58,21 @@ def sweep_rows(documents: list[dict]) -> list[dict]:
                                          row["task"]))
 
 
+#: Above the table: its dense column is not the baseline's full-set score, and readers compare it with that.
+TABLE_NOTE = ("n: the items each point was scored on (a --kick-limit sample holds fewer than the full set). dense: "
+              "the dense baseline the point was gated on, scored on those same n items, so it can differ from the "
+              "baseline's full-set score and, for points gated on an older baseline, from today's.")
+
+
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| method | sparsity | pattern | bits | task | dense | compressed | change | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [TABLE_NOTE, "",
+             "| method | sparsity | pattern | bits | task | n | dense | compressed | change | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
             f"| {row['method']} | {row['sparsity']:.0%} | {row['pattern']} | {row['bits'] or ''} | {row['task']} | "
-            f"{row['dense']:.3f} | {row['compressed']:.3f} | {-row['relative_loss']:+.1%} | {row['verdict']} |"
+            f"{row.get('n') or ''} | {row['dense']:.3f} | {row['compressed']:.3f} | {-row['relative_loss']:+.1%} | "
+            f"{row['verdict']} |"
         )
     return "\n".join(lines) + "\n"
 

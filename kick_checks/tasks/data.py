@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from kick_checks.datasets.common import parse_json_lines, resolve_data_source, sample_rows
+from kick_checks.datasets.common import is_blank_file, parse_json_lines, resolve_data_source, sample_rows
 from kick_checks.errors import KickError
 from kick_checks.tasks.protocol import Task, TaskOptions
 
@@ -42,13 +42,28 @@ def read_bundled_jsonl(name: str, required: tuple[str, ...], package: str = "kic
 
 def read_task_file(task: type[Task] | Task, path: str | Path) -> list[dict] | str:
     """The rows (or text) that ``--kick-data NAME=PATH`` gives ``task``: the first of its readers that accepts
-    the path reads it (each reader says what is wrong with a file in its format)."""
+    the path reads it (each reader says what is wrong with a file in its format).
+
+    A reader tried after others declined the file (a catch-all such as FreebaseQA's JSON) knows only its own
+    format, so its error is completed with the formats that declined, our own JSON-lines schema among them: the
+    user may have meant any of them.
+    """
     data_name = task.data_key()
     source = resolve_data_source(path, f"data for {data_name}")
-    for reader in task.readers:
-        if reader.accepts(source):
-            return reader.read(source)
     formats = "; or ".join(reader.formats for reader in task.readers)
+    if is_blank_file(source):
+        raise KickError(f"--kick-data {data_name}={path} is empty: give {formats}")
+    for position, reader in enumerate(task.readers):
+        if not reader.accepts(source):
+            continue
+        try:
+            return reader.read(source)
+        except KickError as error:
+            declined = task.readers[:position]
+            if not declined:
+                raise
+            others = "; or ".join(other.formats for other in declined)
+            raise KickError(f"{error}; {data_name} also reads {others}") from None
     raise KickError(f"--kick-data {data_name}={path} is in none of the formats {data_name} reads: give {formats}")
 
 

@@ -8,6 +8,12 @@ const BY_ID = Object.fromEntries(RUNS.map((run) => [run.id, run]));
 const TASKS = Object.keys(DATA.tasks);
 const SHOWN_ITEMS = 200;
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+// One colour per method, fixed over all runs (not over the ones a filter leaves), so both charts and every view
+// of them agree on what orange means.
+const METHOD_COLORS = Object.fromEntries(distinct(RUNS.map((r) => r.method)).map((m, i) => [m, PALETTE[i % PALETTE.length]]));
+const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
+// A score on fewer items than this is marked: for a rate its 95% interval is then wider than +-0.14.
+const SMALL_N = 50;
 const AXES = {
   size: { label: "stored size of the compressed layers (MB)", get: (r) => (r.size == null ? null : r.size / 1e6), lower: true },
   ratio: { label: "size relative to dense 16-bit", get: (r) => r.ratio, lower: true },
@@ -52,6 +58,29 @@ function scoreOf(run, task) {
   return entry ? entry.score : null;
 }
 
+function itemsOf(run, task) {
+  const entry = run.tasks[task];
+  return entry && entry.n != null ? entry.n : null;
+}
+function isSmallN(run, task) {
+  // perplexity counts 2048-token windows, not items: its nine windows are the whole text
+  const n = itemsOf(run, task);
+  return n != null && n < SMALL_N && DATA.tasks[task].metric !== "perplexity";
+}
+function scoreCell(run, task) {
+  const n = itemsOf(run, task);
+  const mark = isSmallN(run, task) ? "\u26a0 " : "";
+  return esc(num(scoreOf(run, task), task === "perplexity" ? 1 : 3)) + (n == null ? "" : `<span class="n">${mark}n=${n}</span>`);
+}
+function scoreTitle(run, task) {
+  const entry = run.tasks[task];
+  if (!entry) return "";
+  const n = itemsOf(run, task);
+  const size = n == null ? "number of items unknown" : `${n} items` +
+    (isSmallN(run, task) ? `: few, a rate on them has a 95% interval of about \u00b1${(0.98 / Math.sqrt(n)).toFixed(2)}` : "");
+  return size + (entry.note ? "; " + entry.note : "");
+}
+
 function visibleRows() {
   const q = state.q.toLowerCase();
   return RUNS.filter((run) =>
@@ -85,24 +114,29 @@ function renderFilters() {
 }
 
 function columns() {
+  // The task scores come right after the run's name, so they stay in view on a laptop screen; the measured
+  // figures and the spec's parts (also in "spec" and the filters) follow.
   const cols = [
     { key: "id", label: "experiment", text: true, get: (r) => r.id },
     { key: "label", label: "spec", text: true, get: (r) => r.label },
-    { key: "method", label: "method", text: true, get: (r) => r.method },
-    { key: "sparsity", label: "sparsity", get: (r) => r.sparsity, show: (r) => percent(r.sparsity) },
-    { key: "pattern", label: "pattern", text: true, get: (r) => (r.sparsity ? r.pattern : "") },
-    { key: "bits", label: "bits", get: (r) => r.bits, show: (r) => (r.bits == null ? "" : r.bits) },
+  ];
+  for (const task of TASKS) {
+    cols.push({ key: "task:" + task, label: task, task: true, get: (r) => scoreOf(r, task), html: (r) => scoreCell(r, task),
+      cls: (r) => ((r.tasks[task] && r.tasks[task].verdict) || "") + (isSmallN(r, task) ? " small-n" : ""),
+      title: (r) => scoreTitle(r, task) });
+  }
+  cols.push(
     { key: "size", label: "size MB", get: (r) => r.size, show: (r) => (r.size == null ? "\u2014" : (r.size_derived ? "\u2248" : "") + (r.size / 1e6).toFixed(1)), title: (r) => r.format || "" },
     { key: "ratio", label: "vs dense", get: (r) => r.ratio, show: (r) => percent(r.ratio) },
     { key: "prefill", label: "prefill tok/s", get: (r) => r.prefill, show: (r) => num(r.prefill, 0) },
     { key: "decode", label: "decode tok/s", get: (r) => r.decode, show: (r) => num(r.decode, 1) },
     { key: "kl", label: "KL", get: (r) => r.kl, show: (r) => num(r.kl, 3) },
     { key: "flagged_block", label: "breaks at", get: (r) => r.flagged_block, show: (r) => (r.flagged_block == null ? "\u2014" : "block " + r.flagged_block) },
-  ];
-  for (const task of TASKS) {
-    cols.push({ key: "task:" + task, label: task, get: (r) => scoreOf(r, task), show: (r) => num(scoreOf(r, task), task === "perplexity" ? 1 : 3),
-      cls: (r) => (r.tasks[task] && r.tasks[task].verdict) || "" });
-  }
+    { key: "method", label: "method", text: true, get: (r) => r.method },
+    { key: "sparsity", label: "sparsity", get: (r) => r.sparsity, show: (r) => percent(r.sparsity) },
+    { key: "pattern", label: "pattern", text: true, get: (r) => (r.sparsity ? r.pattern : "") },
+    { key: "bits", label: "bits", get: (r) => r.bits, show: (r) => (r.bits == null ? "" : r.bits) },
+  );
   return cols;
 }
 
@@ -119,13 +153,14 @@ function renderTable() {
     });
   }
   const table = document.getElementById("experiments");
+  // task names break after "." and "_", so a task column is as wide as its scores, not its name
   table.tHead.innerHTML = "<tr><th>pick</th>" + cols.map((c) =>
-    `<th data-key="${esc(c.key)}" class="${c.text ? "text" : ""}${c.key === state.sort ? " sorted" + (state.desc ? "" : " asc") : ""}">${esc(c.label)}</th>`).join("") + "</tr>";
+    `<th data-key="${esc(c.key)}" class="${c.text ? "text" : ""}${c.task ? "task" : ""}${c.key === state.sort ? " sorted" + (state.desc ? "" : " asc") : ""}">${esc(c.label).replace(/([._])/g, "$1<wbr>")}</th>`).join("") + "</tr>";
   table.tBodies[0].innerHTML = rows.map((r) => {
     const classes = [r.dense ? "dense" : "", r.id === state.a ? "picked-a" : "", r.id === state.b ? "picked-b" : ""].join(" ");
     const missing = r.missing.length ? ` title="not in this report: ${esc(r.missing.join(", "))}"` : "";
     return `<tr data-experiment="${esc(r.id)}" class="${classes}"${missing}><td><button class="pick" data-pick="a">A</button><button class="pick" data-pick="b">B</button></td>` +
-      cols.map((c) => `<td class="${c.text ? "text" : ""} ${c.cls ? esc(c.cls(r)) : ""}"${c.title ? ` title="${esc(c.title(r))}"` : ""}>${esc(c.show ? c.show(r) : c.get(r))}</td>`).join("") + "</tr>";
+      cols.map((c) => `<td class="${c.text ? "text" : ""} ${c.cls ? esc(c.cls(r)) : ""}"${c.title ? ` title="${esc(c.title(r))}"` : ""}>${c.html ? c.html(r) : esc(c.show ? c.show(r) : c.get(r))}</td>`).join("") + "</tr>";
   }).join("");
   document.getElementById("row-count").textContent = `${rows.length} of ${RUNS.length} experiments`;
 }
@@ -168,7 +203,7 @@ function renderChart() {
     const mine = points.filter((p) => p.run.method === method);
     return { type: "scatter", mode: "markers", name: method, x: mine.map((p) => p.x), y: mine.map((p) => p.y),
       text: mine.map((p) => `${p.run.id}<br>${p.run.label}${p.run.size_derived && state.x === "size" ? "<br>size derived from zero counts" : ""}`),
-      hovertemplate: "%{text}<br>%{x:.3g}, %{y:.3f}<extra></extra>", marker: { size: 10 } };
+      hovertemplate: "%{text}<br>%{x:.3g}, %{y:.3f}<extra></extra>", marker: { size: 10, color: METHOD_COLORS[method] } };
   });
   for (const model of distinct(points.map((p) => p.run.model))) {
     const front = paretoFront(points.filter((p) => p.run.model === model), axis.lower, higherY);
@@ -284,10 +319,14 @@ function renderDivergence() {
   note.textContent = "Relative difference of each block's output hidden states from the dense model on the fixed probe (mean over tokens); the ring marks the block that added the most.";
   const traces = [];
   const longest = Math.max(...rows.map((r) => r.blocks.length));
-  rows.forEach((r, index) => {
+  const seen = {};
+  rows.forEach((r) => {
     const picked = r.id === state.a || r.id === state.b;
-    const color = PALETTE[index % PALETTE.length];
-    traces.push({ type: "scatter", mode: "lines", name: r.id, x: r.blocks.map((_, i) => i), y: r.blocks, line: { width: picked ? 4 : 1.5, color },
+    const color = METHOD_COLORS[r.method];
+    const nth = seen[r.method] || 0;
+    seen[r.method] = nth + 1;
+    const dash = DASHES[nth % DASHES.length];  // the runs of one method share its colour and differ in dash
+    traces.push({ type: "scatter", mode: "lines", name: r.id, x: r.blocks.map((_, i) => i), y: r.blocks, line: { width: picked ? 4 : 1.5, color, dash },
       hovertemplate: `${esc(r.label)}<br>block %{x}: %{y:.3g}<extra></extra>` });
     if (r.flagged_block != null) {
       traces.push({ type: "scatter", mode: "markers", showlegend: false, x: [r.flagged_block], y: [r.blocks[r.flagged_block]],
