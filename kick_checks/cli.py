@@ -182,6 +182,42 @@ def _recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    """What each gate can see on a task's baseline (or at a given score and n), and the n that would do."""
+    from kick_checks.gate.baselines import read_baseline
+    from kick_checks.gate.planning import plan
+    from kick_checks.gate.tolerance import Tolerance
+    from kick_checks.session import shipped_baselines_dir
+    from kick_checks.tasks import all_tasks, check_task_key
+
+    tolerance = Tolerance.parse(args.tolerance, "--tolerance")
+    folder = Path(args.baselines) if args.baselines else shipped_baselines_dir()
+    if args.n is not None or args.score is not None:
+        if args.n is None or args.score is None or not 0 < args.score <= 1 or args.n < 1:
+            raise KickError("--score and --n go together: the dense score (a fraction in (0, 1]) and the items")
+        right = round(args.score * args.n)
+        rows = [(f"score {args.score:g} on n={args.n}", [1.0] * right + [0.0] * (args.n - right), [True] * args.n)]
+    else:
+        keys = [check_task_key(key, "--task") for key in args.task.split(",")] if args.task else list(all_tasks())
+        rows = []
+        for key in keys:
+            baseline = read_baseline(folder / args.model / f"{key}.json")
+            scores = [item.score for item in baseline.items]
+            stable = [baseline.noise is None or item.id not in baseline.noise.items for item in baseline.items]
+            rows.append((f"{key} (dense {baseline.score:.3f}, n={baseline.n})", scores, stable))
+    for label, scores, stable in rows:
+        plans = [plan(scores, stable, tolerance, gate, args.alpha) for gate in ("threshold", "significant")]
+        if plans[0] is None:
+            print(f"{label}: graded scores, no plan (the bootstrap's power depends on the run's own changes)")
+            continue
+        print(f"{label}, tolerance {tolerance.text}: threshold: {plans[0].summary()}; significant at alpha "
+              f"{args.alpha:g}: {plans[1].summary()} (80% power, {plans[1].n} stable items)")
+        for found in plans:
+            if found.warning():
+                print(f"  {found.gate}: {found.warning()}")
+    return 0
+
+
 def _run(pytest_args: list[str]) -> int:
     import pytest
 
@@ -235,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--tasks", default="", help="comma-separated knowledge tasks (default: every one that "
                          "supports recovery)")
     add_command_options(recover, RECOVER)  # the model, compression and data options of pytest -m kick
+    planner = commands.add_parser("plan", help="what each gate can see at a task's n, and the n that would do")
+    planner.add_argument("--task", default="", help="comma-separated tasks (default: every task)")
+    planner.add_argument("--tolerance", default="0.05", help="VALUE, abs:VALUE or recovery:VALUE (default 0.05)")
+    planner.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    planner.add_argument("--score", type=float, default=None, help="a dense score to plan for instead of a baseline")
+    planner.add_argument("--n", type=int, default=None, help="the items it is scored on (with --score)")
+    planner.add_argument("--model", default=DEFAULT_MODEL, help=f"baselines of this model (default {DEFAULT_MODEL})")
+    planner.add_argument("--baselines", default=None, help="baselines folder (default: the shipped baselines)")
     commands.add_parser("run", help="pytest -m kick with the remaining arguments", add_help=False)
     return parser
 
@@ -249,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             args.pytest_args = args.pytest_args[1:]
         commands = {"info": _info, "prepare": _prepare, "cache": _cache, "sweep": _sweep, "report": _report,
                     "export": _export, "compare": experiment_commands.compare_command,
-                    "dashboard": experiment_commands.dashboard_command, "recover": _recover}
+                    "dashboard": experiment_commands.dashboard_command, "recover": _recover, "plan": _plan}
         return commands[args.command](args)
     except KickError as error:
         print(f"kick: error: {error}", file=sys.stderr)

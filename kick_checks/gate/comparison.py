@@ -8,6 +8,7 @@ from kick_checks.errors import KickError
 from kick_checks.gate.baselines import UPDATE_HINT, Baseline
 from kick_checks.gate.noise_floor import NoiseFloor, counted_score
 from kick_checks.gate.paired_stats import PairedTest, paired_test
+from kick_checks.gate.planning import Plan, plan
 from kick_checks.gate.tolerance import Tolerance
 from kick_checks.tasks.protocol import ItemOutcome, Metric, TaskResult
 
@@ -56,6 +57,7 @@ class Comparison:
     unstable: int = 0  # shared items whose dense score moves under rounding
     unstable_changed: int = 0  # of those, items whose compressed score differs from the recorded one
     noise_summary: str = ""  # what the noise floor was taken under
+    plan: Plan | None = None  # what this gate can see at this n (0/1 scores only)
 
     @property
     def judged(self) -> float:
@@ -132,10 +134,12 @@ class Comparison:
         if abs(self.raw_relative_drop - self.relative_drop) > 5e-4:
             change += f", {self.relative_drop:+.1%} beyond the noise floor"
         unstable = f", {self.unstable} unstable" if self.counted is not None else ", no noise floor"
+        sees = f", {self.plan.summary()}" if self.plan is not None else ""
+        warning = f"\n  {self.task}: {self.plan.warning()}" if self.plan is not None and self.plan.warning() else ""
         return (
             f"{self.task}: {self.metric.name} dense {self.dense:.3f} -> {self.compressed:.3f} "
-            f"({change}, tolerance {self.tolerance.text}, n={self.n}{unstable}{problems}{statistics}) "
-            f"{self.verdict_text()}{stale}{recovery}"
+            f"({change}, tolerance {self.tolerance.text}, n={self.n}{unstable}{sees}{problems}{statistics}) "
+            f"{self.verdict_text()}{stale}{recovery}{warning}"
         )
 
     def verdict_text(self) -> str:
@@ -217,6 +221,8 @@ class Comparison:
             "baseline": self.baseline_path,
             "categories": {name: {"dense": d, "compressed": c} for name, (d, c) in self.categories.items()},
         }
+        if self.plan is not None:
+            entry["plan"] = self.plan.to_dict()
         if self.test is not None:
             entry["test"] = {"method": self.test.method, "p_value": self.test.p_value,
                              "interval": list(self.test.interval), "significant_loss": self.test.significant_loss}
@@ -293,6 +299,7 @@ def compare_items(
         unstable_changed=sum(1 for moves, recorded, score in zip(unstable, dense_scores, compressed_scores)
                              if moves and score != recorded),
         noise_summary=", ".join(p.describe() for p in noise.perturbations) if noise is not None else "",
+        plan=plan(dense_scores, [not moves for moves in unstable], tolerance, gate, alpha),
     )
 
 
