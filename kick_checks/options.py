@@ -110,6 +110,11 @@ OPTIONS: tuple[Option, ...] = (
            "perturbations that change only rounding, to learn which items are unstable: a list of batch (half the "
            "batch size), threads (another thread count), float32 (a float32 copy, for a bfloat16 or float16 "
            "baseline), or none (default batch,threads,float32; each costs about one more dense evaluation)"),
+    Option("reference", "--kick-reference", "gate against a reference run instead of dense alone: a folder written "
+           "by --kick-record-reference or a --kick-json report (a previous release, another method); the dense "
+           "comparison is shown beside it"),
+    Option("record_reference", "--kick-record-reference", "write each task's compressed result to this folder, "
+           "for later runs' --kick-reference", None),
     Option("baselines_dir", "--kick-baselines-dir", "folder of baselines (default <rootdir>/baselines, else the "
            "baselines shipped)"),
     Option("json", "--kick-json", "write a JSON report (environment, fingerprints, compression, per-task and "

@@ -22,8 +22,11 @@ from kick_checks.engine.batching import scaled_batch_size
 from kick_checks.engine.vllm_backend import session_backend
 from kick_checks.errors import KickError, NonFiniteOutput
 from kick_checks.experiments.measure import RunMeasurement
+from kick_checks.gate.baselines import read_baseline
+from kick_checks.gate.comparison import Comparison, compare_items
 from kick_checks.gate.noise_floor import NoiseFloor, build_noise_floor, perturbations
 from kick_checks.gate.outcome import Outcome
+from kick_checks.gate.reference import Reference, ReferenceComparison, read_reference, write_reference
 from kick_checks.gate.store import BaselineStore
 from kick_checks.judge import Judge, JudgeConfig
 from kick_checks.model.calibration import calibration_text, calibration_tokens
@@ -78,6 +81,8 @@ class KickSession:
         self.store = BaselineStore(self.ref.alias, settings.baselines_dir, root, shipped_baselines_dir(),
                                    update=settings.update_baselines, update_missing=settings.update_missing,
                                    sample_update=settings.update_sample)
+        #: --kick-reference: the reference run, read at session start so a bad one fails before any model work
+        self.reference: Reference | None = read_reference(settings.reference) if settings.reference else None
         self.recovery = None  # --kick-recovery: a kick_checks.recovery.session_hook.SessionRecovery
         if settings.recovery:
             from kick_checks.recovery.session_hook import SessionRecovery
@@ -93,6 +98,11 @@ class KickSession:
         identity = model_identity(self.ref, self.dtype, self.settings.cache_dir)
         if self.recovery is not None:
             self.recovery.check(task_keys)
+        if self.reference is not None:
+            for key in expected:
+                refusal = self.reference.task(key).refusal(identity, {}, {}, before_model=True)
+                if refusal:
+                    raise KickError(refusal)
         self.notes = self.store.prepare(expected, identity, self.settings.limit)
         return self.notes
 
@@ -292,10 +302,28 @@ class KickSession:
                                          self.settings.spec.label(), gate=self.settings.gate,
                                          alpha=self.settings.alpha)
             self._note_environment(task_key)
+            if self.reference is not None:
+                outcome = self._against_reference(task_key, result, outcome)
             if self.recovery is not None:
                 outcome = self.recovery.annotate(self, task_key, outcome)
+            if self.settings.record_reference is not None:
+                write_reference(self.settings.record_reference, result, fingerprint, self.environment(),
+                                self.settings.spec.label())
         self.outcomes.append(outcome)
         return outcome
+
+    def _against_reference(self, task_key: str, result: TaskResult, dense: Comparison) -> ReferenceComparison:
+        """The verdict against ``--kick-reference``, with the dense comparison beside it."""
+        reference = self.reference.task(task_key)
+        refusal = reference.refusal(self.loaded.fingerprint, result.fingerprint, self.environment())
+        if refusal:
+            raise KickError(refusal)
+        baseline = read_baseline(self.store.reading_path(task_key), self.store.update_hint)
+        against = compare_items(reference.items, result, self.settings.tolerance_for(task_key),
+                                self.settings.spec.label(), baseline_path=str(reference.path),
+                                gate=self.settings.gate, alpha=self.settings.alpha, noise=baseline.noise,
+                                dense_recorded={item.id: item.score for item in baseline.items})
+        return ReferenceComparison(task_key, against, dense, reference.label)
 
     # -- the numerical environment and the noise floor ------------------------------------------------------
     def environment(self) -> dict:

@@ -166,6 +166,8 @@ class RunSettings:
     update_missing: bool = False
     update_sample: str = "refuse"
     noise_floor: tuple[str, ...] = DEFAULT_KINDS  # --kick-noise-floor: perturbations evaluated when recording
+    reference: Path | None = None  # --kick-reference: a reference run to gate against
+    record_reference: Path | None = None  # --kick-record-reference: where to write this run as a reference
     baselines_dir: Path | None = None
     cache_dir: Path | None = None
     data_paths: dict[str, Path] = field(default_factory=dict)
@@ -222,6 +224,9 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
     if (update or update_missing) and not spec.is_dense:
         flag = "--kick-update-baselines" if update else "--kick-update-missing"
         raise KickError(f"{flag} records the dense model: drop --sparsity/--kick-pattern/--kick-bits from this run")
+    if (update or update_missing) and (options.get("reference") or options.get("record_reference")):
+        raise KickError("--kick-reference and --kick-record-reference gate or record a compressed run: drop them from "
+                        "a baseline update")
     default_tolerance, per_task = parse_tolerances(options.get("tolerance") or [], values.config)
 
     def path_of(name: str) -> Path | None:
@@ -289,6 +294,8 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
         update_missing=update_missing,
         update_sample=update_sample,
         noise_floor=parse_kinds(pick("noise_floor")),
+        reference=path_of("reference"),
+        record_reference=Path(options["record_reference"]) if options.get("record_reference") else None,
         baselines_dir=path_of("baselines_dir"),
         cache_dir=path_of("cache_dir"),
         data_paths=parse_data_paths(options.get("data") or [], values.config),

@@ -58,6 +58,7 @@ class Comparison:
     unstable_changed: int = 0  # of those, items whose compressed score differs from the recorded one
     noise_summary: str = ""  # what the noise floor was taken under
     plan: Plan | None = None  # what this gate can see at this n (0/1 scores only)
+    side: str = "dense"  # what the compressed model is compared with: "dense", or "reference" (a reference run)
 
     @property
     def judged(self) -> float:
@@ -137,7 +138,7 @@ class Comparison:
         sees = f", {self.plan.summary()}" if self.plan is not None else ""
         warning = f"\n  {self.task}: {self.plan.warning()}" if self.plan is not None and self.plan.warning() else ""
         return (
-            f"{self.task}: {self.metric.name} dense {self.dense:.3f} -> {self.compressed:.3f} "
+            f"{self.task}: {self.metric.name} {self.side} {self.dense:.3f} -> {self.compressed:.3f} "
             f"({change}, tolerance {self.tolerance.text}, n={self.n}{unstable}{sees}{problems}{statistics}) "
             f"{self.verdict_text()}{stale}{recovery}{warning}"
         )
@@ -150,8 +151,9 @@ class Comparison:
 
     def failure_message(self) -> str:
         lines = [
-            f"{self.task} lost more than the tolerance under {self.spec_label}:",
-            f"  {self.metric.name}: dense {self.dense:.3f} -> compressed {self.compressed:.3f} "
+            f"{self.task} lost more than the tolerance under {self.spec_label}"
+            f"{'' if self.side == 'dense' else f' against the {self.side} ({self.baseline_path})'}:",
+            f"  {self.metric.name}: {self.side} {self.dense:.3f} -> compressed {self.compressed:.3f} "
             f"(relative {'drop' if self.higher_is_better else 'rise'} {self.relative_drop:.1%}, absolute "
             f"{self.absolute_drop:.3g}, recovery {self.recovery:.1%}; tolerance {self.tolerance.text}) "
             f"on {self.n} items",
@@ -172,7 +174,7 @@ class Comparison:
         for item in self.lost[:SHOWN_LOST_ITEMS]:
             rounding = " (changes under rounding on the dense model too; lost beyond that)" if item.unstable else ""
             lines.append(
-                f"  lost {item.id}: dense {_excerpt(item.dense_prediction)!r} -> compressed "
+                f"  lost {item.id}: {self.side} {_excerpt(item.dense_prediction)!r} -> compressed "
                 f"{_excerpt(item.compressed_prediction)!r}{rounding}"
             )
         if len(self.lost) > SHOWN_LOST_ITEMS:
@@ -250,10 +252,12 @@ def compare_items(
     gate: str = "threshold",
     alpha: float = 0.05,
     noise: NoiseFloor | None = None,
+    dense_recorded: dict[str, float] | None = None,
 ) -> Comparison:
     """Score both sides on the items they share, each compressed item's change counted beyond the dense noise
     floor (when the baseline has one), and list the items the compressed model lost. A comparison on no shared
-    item is an error, never a pass."""
+    item is an error, never a pass. With ``dense_recorded`` (each item's dense score) the items compared with are a
+    reference run's, and the noise floor's ranges are taken around them (:meth:`NoiseFloor.band_around`)."""
     metric = result.metric
     dense_by_id = {item.id: item for item in dense_items}
     shared = [item for item in result.items if item.id in dense_by_id]
@@ -267,8 +271,13 @@ def compare_items(
     sign = 1.0 if metric.higher_is_better else -1.0
     dense_scores = [dense_by_id[item.id].score for item in shared]
     compressed_scores = [item.score for item in shared]
-    bands = [noise.band(item.id, recorded) if noise is not None else (recorded, recorded)
-             for item, recorded in zip(shared, dense_scores)]
+    if noise is None:
+        bands = [(recorded, recorded) for recorded in dense_scores]
+    elif dense_recorded is None:
+        bands = [noise.band(item.id, recorded) for item, recorded in zip(shared, dense_scores)]
+    else:
+        bands = [noise.band_around(item.id, dense_recorded.get(item.id, recorded), recorded)
+                 for item, recorded in zip(shared, dense_scores)]
     counted_scores = [counted_score(recorded, score, band)
                       for recorded, score, band in zip(dense_scores, compressed_scores, bands)]
     unstable = [band[0] != band[1] for band in bands]
@@ -300,6 +309,7 @@ def compare_items(
                              if moves and score != recorded),
         noise_summary=", ".join(p.describe() for p in noise.perturbations) if noise is not None else "",
         plan=plan(dense_scores, [not moves for moves in unstable], tolerance, gate, alpha),
+        side="dense" if dense_recorded is None else "reference",
     )
 
 

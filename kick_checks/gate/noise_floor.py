@@ -129,6 +129,16 @@ class NoiseFloor:
         noise = self.items.get(item_id)
         return (recorded, recorded) if noise is None else noise.band(recorded)
 
+    def band_around(self, item_id: str, recorded: float, centre: float) -> tuple[float, float]:
+        """The range a comparison against another run's score ``centre`` (a reference run) counts as no change:
+        nothing for a stable item; for an unstable one the dense range joined with the same spread around
+        ``centre`` (for 0/1 scores that is every score: the item is neutral, as against dense)."""
+        noise = self.items.get(item_id)
+        if noise is None:
+            return centre, centre
+        low, high = noise.band(recorded)
+        return min(low, centre - (recorded - low)), max(high, centre + (high - recorded))
+
     def without(self, names: set[str], recorded: dict[str, float]) -> NoiseFloor:
         """This noise floor as if the perturbations ``names`` had not been run (``recorded``: each item's recorded
         score), so a run under one of them can be judged on the others alone (leave-one-out measurement)."""

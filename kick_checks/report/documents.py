@@ -7,7 +7,6 @@ half a file). Nothing secret goes in: the judge is named by its model, never by 
 from __future__ import annotations
 
 import json
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from kick_checks.experiments.record import EXPERIMENT_KEYS, experiment_fields
 
 def run_document(session) -> dict:
     """Everything a later reader needs: environment, model and spec fingerprints, compression, task outcomes."""
-    import torch
-    import transformers
 
     from kick_checks.tasks import get_task
 
@@ -27,13 +24,7 @@ def run_document(session) -> dict:
     return {
         "kick_checks_version": kick_checks.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "device": session.device,
-        },
+        "environment": session.environment(),
         "model": session.model_fingerprint(),
         "spec": session.settings.spec.to_dict(),
         "spec_label": session.settings.spec.label(),
