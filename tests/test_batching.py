@@ -48,7 +48,9 @@ def test_auto_keeps_the_task_default_on_the_cpu(tiny_loaded):
     assert choose_batch_size(3, 8, tiny_loaded.model, 500) == 3
 
 
-def test_the_batch_size_is_part_of_the_baseline_fingerprint(pytester, toy_qa, tmp_path):
+def test_the_batch_size_is_recorded_but_another_one_still_gates(pytester, toy_qa, tmp_path):
+    """Another batch size changes only rounding, which the noise floor covers: it is reported in the result's
+    decoding, never a reason to refuse the baseline."""
     model_dir, data = toy_qa
     args = ["-m", "kick", "-k", "factoid", "-p", "no:cacheprovider", "--kick-model", str(model_dir),
             "--kick-dtype", "float32", "--kick-device", "cpu", "--kick-data", f"factoid_qa={data}",
@@ -57,8 +59,8 @@ def test_the_batch_size_is_part_of_the_baseline_fingerprint(pytester, toy_qa, tm
     pytester.runpytest(*args, "--kick-batch-size", "auto").assert_outcomes(passed=1)  # CPU: the default, 32
     (task,) = json.loads((tmp_path / "kick.json").read_text())["tasks"]
     assert task["result"]["fingerprint"]["decoding"]["batch_size"] == 32
-    other = pytester.runpytest(*args, "--kick-batch-size", "4")
-    other.assert_outcomes(failed=1)
-    other.stdout.fnmatch_lines(["*recorded under other settings (decoding: *batch_size*32*4*"])
+    pytester.runpytest(*args, "--kick-batch-size", "4").assert_outcomes(passed=1)
+    (task,) = json.loads((tmp_path / "kick.json").read_text())["tasks"]
+    assert task["result"]["fingerprint"]["decoding"]["batch_size"] == 4
     bad = pytester.runpytest(*args, "--kick-batch-size", "0")
     bad.stderr.fnmatch_lines(["*--kick-batch-size '0' is invalid: give a whole number >= 1 or auto*"])

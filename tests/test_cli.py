@@ -74,7 +74,7 @@ def test_console_script_runs_pytest_with_the_kick_marker(toy_qa, tmp_path):
     ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "factoid_qa: recorded dense 1.000 on 12 items (new)" in done.stdout
+    assert "factoid_qa: recorded dense 1.000 on 12 items, " in done.stdout and "(new)" in done.stdout
     assert (tmp_path / model_dir.name / "factoid_qa.json").is_file()
 
 

@@ -51,7 +51,7 @@ def test_the_example_task_records_a_baseline_and_gates(installed_example, pytest
             "--kick-baselines-dir", str(baselines)]
     recorded = pytester.runpytest(*args, "--kick-update-baselines")
     recorded.assert_outcomes(passed=1)
-    recorded.stdout.fnmatch_lines(["*answer_preference: recorded dense 1.000 on 12 items (new)*"])
+    recorded.stdout.fnmatch_lines(["*answer_preference: recorded dense 1.000 on 12 items, * (new)*"])
     assert (baselines / model_dir.name / "answer_preference.json").is_file()
     pytester.runpytest(*args).assert_outcomes(passed=1)  # dense against its own baseline
     broken = pytester.runpytest(*args, "--kick-method", "magnitude", "--sparsity", "0.9")

@@ -195,12 +195,12 @@ def test_updating_from_a_sample_refuses_merges_or_replaces_as_told(pytester, toy
     merged = pytester.runpytest(*toy_args, "--kick-update-baselines", "--kick-limit", "5",
                                 "--kick-update-sample", "merge")
     merged.assert_outcomes(passed=1)
-    merged.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items (was 1.000 on 12 items)*"])
+    merged.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items, * (was 1.000 on 12 items)*"])
     assert [item["id"] for item in json.loads(path.read_text())["items"]] == [item["id"] for item in full["items"]]
     replaced = pytester.runpytest(*toy_args, "--kick-update-baselines", "--kick-limit", "5",
                                   "--kick-update-sample", "replace")
     replaced.assert_outcomes(passed=1)
-    replaced.stdout.fnmatch_lines(["*recorded dense 1.000 on 5 items (was 1.000 on 12 items; 7 items removed)*"])
+    replaced.stdout.fnmatch_lines(["*recorded dense 1.000 on 5 items, * (was 1.000 on 12 items; 7 items removed)*"])
     assert json.loads(path.read_text())["n"] == 5
 
 

@@ -35,7 +35,7 @@ def test_a_judged_baseline_is_recorded_then_gated(pytester, judge_server, tiny_c
     judged = [*base, "--kick-judge-model", "judge-test", "--kick-judge-base-url", judge_server.url]
     first = pytester.runpytest(*judged, "--kick-update-missing")
     first.assert_outcomes(passed=1)
-    first.stdout.fnmatch_lines(["*instruction_following: recorded dense 8.000 on 4 items (new)*"])
+    first.stdout.fnmatch_lines(["*instruction_following: recorded dense 8.000 on 4 items, * (new)*"])
     stored = json.loads((baselines / tiny_chat_model_dir.name / "instruction_following.json").read_text())
     assert stored["metric"] == "judge_score" and stored["fingerprint"]["scorer"] == "judge:judge-test"
     assert len(judge_server.requests) == 4  # one judgment per turn

@@ -29,11 +29,12 @@ def test_update_writes_a_baseline_with_fingerprint(pytester, kick_args, toy_qa, 
     result = record(pytester, kick_args)
     path = tmp_path / "baselines" / toy_qa[0].name / "factoid_qa.json"
     document = json.loads(path.read_text())
-    assert document["schema"] == 1 and document["n"] == 12 and document["score"] == 1.0
+    assert document["schema"] == 2 and document["n"] == 12 and document["score"] == 1.0
+    assert document["environment"]["dtype"] == "float32" and "noise_floor" in document
     assert set(document["fingerprint"]) >= {"model", "task_data", "prompt_version", "decoding", "kick_checks_version"}
     assert document["fingerprint"]["model"]["dtype"] == "float32"
     assert len(document["items"]) == 12
-    result.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items (new)*"])
+    result.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items, * (new)*"])
 
 
 def test_low_sparsity_passes_and_high_sparsity_fails(pytester, kick_args):
@@ -253,7 +254,7 @@ def test_under_xdist_one_worker_compresses_and_the_controller_reports_all_tasks(
 def test_update_missing_records_only_absent_baselines_and_update_shows_the_diff(pytester, kick_args, toy_qa, tmp_path):
     first = pytester.runpytest(*kick_args, "--kick-update-missing")
     first.assert_outcomes(passed=1)
-    first.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items (new)*"])
+    first.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items, * (new)*"])
     path = tmp_path / "baselines" / toy_qa[0].name / "factoid_qa.json"
     document = json.loads(path.read_text())
     document["items"][0]["score"], document["score"] = 0.0, 11 / 12  # pretend the old baseline had one item wrong
@@ -264,7 +265,7 @@ def test_update_missing_records_only_absent_baselines_and_update_shows_the_diff(
     again.stderr.fnmatch_lines(["*recorded under other settings (prompt_version: 'older-prompt' -> *"])
     update = pytester.runpytest(*kick_args, "--kick-update-baselines")
     update.assert_outcomes(passed=1)
-    update.stdout.fnmatch_lines(["*recorded dense 1.000 on 12 items (was 0.917 on 12 items; "
+    update.stdout.fnmatch_lines(["*recorded dense 1.000 on 12 items, * (was 0.917 on 12 items; "
                                  "prompt_version: 'older-prompt' -> *, 1 items changed score)*"])
 
 

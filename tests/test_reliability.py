@@ -59,21 +59,7 @@ def test_a_limit_larger_than_the_data_runs_every_item(pytester, toy_args):
     summarization has 32 items."""
     result = pytester.runpytest(*toy_args, "--kick-update-baselines", "--kick-limit", "500")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items (new)*"])
-
-
-def test_a_task_with_failed_judgments_fails_instead_of_passing(tiny_model_dir, tmp_path):
-    from kick_checks.session import KickSession
-    from kick_checks.settings import build_settings
-    from kick_checks.tasks.protocol import ItemOutcome, TaskResult
-
-    settings = build_settings({"model": str(tiny_model_dir), "dtype": "float32", "device": "cpu"}, {}, tmp_path)
-    session = KickSession(settings, tmp_path)
-    session._results["summarization"] = TaskResult(
-        "summarization", "judge_score", [ItemOutcome("a", 7.0, "")], {}, problems={"judge_failed": 2})
-    with pytest.raises(KickError, match="the judge gave no answer for 2 items after retries"):
-        session.check("summarization")
-    assert not (tmp_path / "baselines").exists()
+    result.stdout.fnmatch_lines(["*factoid_qa: recorded dense 1.000 on 12 items, * (new)*"])
 
 
 @pytest.mark.parametrize("full_at", ["weights", "staging folder"])
