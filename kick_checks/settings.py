@@ -252,6 +252,9 @@ def build_settings(options: dict, config: dict, root: Path) -> RunSettings:
     if gate == "recoverable" and recovery is None:
         raise KickError("--kick-gate recoverable counts the items recovery brings back as kept, so it needs "
                         "--kick-recovery prompt, idp or lora")
+    if recovery is not None and pick("reference"):
+        raise KickError("--kick-recovery measures what compression lost against dense; run it without "
+                        "--kick-reference (gate against the reference in a run of its own)")
     if recovery is not None and spec.is_dense:
         raise KickError(f"--kick-recovery {recovery} measures what compression lost and never records baselines: "
                         "run it on a compressed model (--sparsity, --kick-bits), without --kick-update-baselines")

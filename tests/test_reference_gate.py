@@ -76,3 +76,15 @@ def test_a_path_that_is_no_reference_is_one_line(pytester, dense_baseline, tmp_p
         result = pytester.runpytest(*dense_baseline, "--sparsity", "0.5", "--kick-reference", str(path))
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([f"*--kick-reference {path} {expected}*"])
+
+
+def test_recovery_and_a_reference_do_not_mix():
+    from pathlib import Path
+
+    from kick_checks.errors import KickError
+    from kick_checks.settings import build_settings
+
+    with pytest.raises(KickError, match="run it without --kick-reference"):
+        build_settings({"recovery": "prompt", "reference": "refs", "sparsity": 0.5}, {}, Path("."))
+    with pytest.raises(KickError, match="drop them from a baseline update"):
+        build_settings({"update_baselines": True, "record_reference": "refs"}, {}, Path("."))
