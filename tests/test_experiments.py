@@ -9,6 +9,7 @@ from experiment_reports import MODEL, outcomes, report, write
 from kick_checks.cli import main
 from kick_checks.experiments.compare import compare_experiments
 from kick_checks.experiments.store import load_store
+from kick_checks.session import shipped_baselines_dir
 
 SWEEP = Path(__file__).parent.parent / "docs" / "sweep"
 TASKS = ("factoid_qa", "retrieval_qa.closed_book")
@@ -46,7 +47,9 @@ def test_old_sweep_reports_load_with_what_they_lack_said(tmp_path):
     assert run.parent_id == dense.id and len(dense.tasks["multiple_choice"].items) == 240
     assert not dense.tasks["factoid_qa"].items
     note = dense.tasks["factoid_qa"].note  # why the sweep's dense 0.520 is not the shipped baseline's 0.540
-    assert "smollm2-135m/factoid_qa.json (0.540 on 239 items) was recorded under other settings (decoding:" in note
+    shipped = json.loads((shipped_baselines_dir() / "smollm2-135m" / "factoid_qa.json").read_text())["score"]
+    assert f"smollm2-135m/factoid_qa.json ({shipped:.3f} on 239 items) was recorded under other settings (decoding:" \
+        in note
 
 
 def test_new_reports_link_prune_then_quantize_to_the_pruned_run(tmp_path, dense):
