@@ -136,7 +136,8 @@ class Comparison:
             change += f", {self.relative_drop:+.1%} beyond the noise floor"
         unstable = f", {self.unstable} unstable" if self.counted is not None else ", no noise floor"
         sees = f", {self.plan.summary()}" if self.plan is not None else ""
-        warning = f"\n  {self.task}: {self.plan.warning()}" if self.plan is not None and self.plan.warning() else ""
+        said = self.plan.warning() if self.plan is not None else ""
+        warning = f"\n  {self.task}: {said}" if said else ""
         return (
             f"{self.task}: {self.metric.name} {self.side} {self.dense:.3f} -> {self.compressed:.3f} "
             f"({change}, tolerance {self.tolerance.text}, n={self.n}{unstable}{sees}{problems}{statistics}) "
