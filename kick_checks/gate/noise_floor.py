@@ -145,7 +145,7 @@ class NoiseFloor:
         items = {}
         for item_id, noise in self.items.items():
             under = {name: entry for name, entry in noise.under.items() if name not in names}
-            if any(not math.isclose(score, recorded[item_id], rel_tol=0.0, abs_tol=1e-12)
+            if any(_moved(score, recorded[item_id])
                    for score, _ in under.values()):
                 items[item_id] = ItemNoise(under)
         return NoiseFloor(tuple(p for p in self.perturbations if p.name not in names),
@@ -185,6 +185,11 @@ class NoiseFloor:
                    float(document.get("seconds", 0.0)))
 
 
+def _moved(score: float, recorded: float) -> bool:
+    """Whether a perturbed score differs from the recorded one (beyond float noise of the scorer itself)."""
+    return not math.isclose(score, recorded, rel_tol=0.0, abs_tol=1e-12)
+
+
 def build_noise_floor(recorded: TaskResult, perturbed: dict[Perturbation, TaskResult],
                       seconds: float = 0.0) -> NoiseFloor:
     """Compare the recorded dense result with the same model under each perturbation, item by item. An item
@@ -199,7 +204,7 @@ def build_noise_floor(recorded: TaskResult, perturbed: dict[Perturbation, TaskRe
     unstable = {
         item.id: {p.name: (by_id[item.id].score, by_id[item.id].prediction) for p, by_id in by_perturbation.items()}
         for item in recorded.items
-        if any(not math.isclose(by_id[item.id].score, item.score, rel_tol=0.0, abs_tol=1e-12)
+        if any(_moved(by_id[item.id].score, item.score)
                for by_id in by_perturbation.values())
     }
     return NoiseFloor(tuple(perturbed), {p.name: result.score for p, result in perturbed.items()},

@@ -9,8 +9,8 @@ still made and shown beside it, for context.
 
 A reference is refused, with one line naming what differs, when it was made under another model (file, revision,
 dtype), data, prompt, decoding or scorer, or on another kind of device: its answers would not be comparable. Other
-differences of the numerical environment (CPU kernels, threads, versions) are said once and absorbed by the dense
-noise floor, as for baselines.
+differences of the numerical environment (CPU kernels, threads, versions) are left to the dense noise floor, whose
+ranges are carried around the reference's scores.
 """
 
 from __future__ import annotations
